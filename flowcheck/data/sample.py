@@ -1,0 +1,54 @@
+"""The benchmark-independent sample every loader produces and every adapter consumes."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+OPTION_LETTERS = string.ascii_uppercase
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One multiple-choice video question.
+
+    `id` is unique within its dataset (for example ``"tvbench/action_sequence/0012"``);
+    `start` / `end` bound the clip in seconds when the benchmark gives bounds.
+    """
+
+    id: str
+    task: str
+    video: Path
+    question: str
+    options: tuple[str, ...]
+    answer_index: int
+    start: float | None = None
+    end: float | None = None
+    dataset: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.options:
+            raise ValueError(f"sample {self.id!r} has no options")
+        if len(self.options) > len(OPTION_LETTERS):
+            raise ValueError(f"sample {self.id!r} has {len(self.options)} options; at most 26 are supported")
+        if not 0 <= self.answer_index < len(self.options):
+            raise ValueError(
+                f"sample {self.id!r}: answer index {self.answer_index} is not among its "
+                f"{len(self.options)} options"
+            )
+
+    @property
+    def letters(self) -> tuple[str, ...]:
+        """Option letters in order: ``("A", "B", ...)``."""
+        return tuple(OPTION_LETTERS[: len(self.options)])
+
+    @property
+    def answer(self) -> str:
+        """The text of the true option."""
+        return self.options[self.answer_index]
+
+    @property
+    def answer_letter(self) -> str:
+        """The letter of the true option."""
+        return OPTION_LETTERS[self.answer_index]

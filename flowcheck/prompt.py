@@ -1,0 +1,159 @@
+"""The paper's multiple-choice prompt protocol, as text with character spans.
+
+Token spans are never found by searching decoded tokens: the prompt is assembled from known
+segments, so the character range of every segment is known, and a tokenizer's offset mapping
+turns character ranges into token ranges (`token_span`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from flowcheck.data.sample import OPTION_LETTERS, Sample
+
+SYSTEM_MVBENCH = (
+    "Carefully watch the video and pay attention to the cause and sequence of events, the detail and "
+    "movement of objects, and the action and pose of persons. Based on your observations, select the best "
+    "option that accurately addresses the question."
+)
+POST_QUESTION = " \nOnly give the best option."
+ANSWER_PREFIX = "Best option:("
+
+_USER_SENTINEL = "FLOWCHECKUSERTEXTSENTINEL"
+_SYSTEM_SENTINEL = "FLOWCHECKSYSTEMTEXTSENTINEL"
+
+
+@dataclass(frozen=True)
+class CharSpan:
+    """A half-open character range ``[start, end)``."""
+
+    start: int
+    end: int
+
+    def shifted(self, offset: int) -> CharSpan:
+        return CharSpan(self.start + offset, self.end + offset)
+
+
+@dataclass(frozen=True)
+class MCText:
+    """The user text of one question: ``Question: {q}\\nOptions:\\n(A) ...`` plus the post-question line.
+
+    `question` covers the question and all options (the authors' "question" group),
+    `question_only` the raw question text, `options[i]` the text ``(X) {option}``,
+    `post` the trailing instruction.
+    """
+
+    text: str
+    question: CharSpan
+    question_only: CharSpan
+    options: tuple[CharSpan, ...]
+    post: CharSpan
+
+
+def mc_text(question: str, options: Sequence[str]) -> MCText:
+    """Render the authors' `qa_template` for one question (official-protocol.md, 6.1)."""
+    parts: list[str] = []
+    pos = 0
+
+    def add(s: str) -> CharSpan:
+        nonlocal pos
+        parts.append(s)
+        span = CharSpan(pos, pos + len(s))
+        pos += len(s)
+        return span
+
+    q_start = pos
+    add("Question: ")
+    question_only = add(question)
+    add("\nOptions:\n")
+    option_spans = []
+    for i, option in enumerate(options):
+        if i:
+            add("\n")
+        option_spans.append(add(f"({OPTION_LETTERS[i]}) {option}"))
+    question_span = CharSpan(q_start, pos)
+    post = add(POST_QUESTION)
+    return MCText("".join(parts), question_span, question_only, tuple(option_spans), post)
+
+
+def sample_text(sample: Sample) -> MCText:
+    """`mc_text` for a `Sample`."""
+    return mc_text(sample.question, sample.options)
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A full prompt string and the character spans of its named segments.
+
+    Keys of `spans`: ``question``, ``question_only``, ``option:<i>``, ``post``, ``answer_prefix``
+    and, when a system prompt was rendered, ``system``.
+    """
+
+    text: str
+    spans: dict[str, CharSpan] = field(default_factory=dict)
+
+
+def mc_messages(user_text: str, system: str | None = SYSTEM_MVBENCH) -> list[dict]:
+    """Chat messages in the transformers multimodal format: optional system turn, then video + text."""
+    messages: list[dict] = []
+    if system is not None:
+        messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
+    messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": user_text}]})
+    return messages
+
+
+def render_with_template(
+    apply_template: Callable[[list[dict]], str],
+    mc: MCText,
+    system: str | None = SYSTEM_MVBENCH,
+    answer_prefix: str = ANSWER_PREFIX,
+) -> RenderedPrompt:
+    """Render `mc` through a chat template and keep the character span of every segment.
+
+    `apply_template(messages)` must return the rendered conversation ending with the assistant
+    turn's opening (``add_generation_prompt=True``). Sentinels stand in for the user text and the
+    system text during rendering and are then replaced, so the spans are exact whatever the
+    template adds around them.
+    """
+    rendered = apply_template(mc_messages(_USER_SENTINEL, _SYSTEM_SENTINEL if system is not None else None))
+    if rendered.count(_USER_SENTINEL) != 1:
+        raise ValueError(
+            "the chat template did not render the user text exactly once; flowcheck cannot locate the "
+            "question in this template"
+        )
+    text = rendered
+    spans: dict[str, CharSpan] = {}
+    if system is not None:
+        if text.count(_SYSTEM_SENTINEL) != 1:
+            raise ValueError(
+                "the chat template dropped or repeated the system prompt; pass system=None for templates "
+                "without a system turn"
+            )
+        s = text.index(_SYSTEM_SENTINEL)
+        text = text[:s] + system + text[s + len(_SYSTEM_SENTINEL) :]
+        spans["system"] = CharSpan(s, s + len(system))
+    u = text.index(_USER_SENTINEL)
+    text = text[:u] + mc.text + text[u + len(_USER_SENTINEL) :]
+    spans["question"] = mc.question.shifted(u)
+    spans["question_only"] = mc.question_only.shifted(u)
+    for i, option in enumerate(mc.options):
+        spans[f"option:{i}"] = option.shifted(u)
+    spans["post"] = mc.post.shifted(u)
+    if "system" in spans and spans["system"].start > u:
+        raise ValueError("the chat template renders the system prompt after the user turn")
+    spans["answer_prefix"] = CharSpan(len(text), len(text) + len(answer_prefix))
+    return RenderedPrompt(text + answer_prefix, spans)
+
+
+def token_span(offsets: Sequence[tuple[int, int]], span: CharSpan) -> tuple[int, int]:
+    """Token range ``[first, last + 1)`` of the tokens whose characters overlap `span`.
+
+    `offsets` is a fast tokenizer's offset mapping (one ``(start, end)`` per token; special
+    tokens have ``(0, 0)`` and never match). Tokens that only partly overlap are included, as
+    in the authors' code. Raises if no token overlaps the span.
+    """
+    hits = [i for i, (s, e) in enumerate(offsets) if e > s and s < span.end and e > span.start]
+    if not hits:
+        raise ValueError(f"no token covers characters [{span.start}, {span.end}) of the prompt")
+    return hits[0], hits[-1] + 1
