@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -158,7 +159,7 @@ class TokenLayout:
         if (
             self.frames[0].start != self.video.start
             or self.frames[-1].end != self.video.end
-            or any(a.end != b.start for a, b in zip(self.frames, self.frames[1:], strict=False))
+            or any(a.end != b.start for a, b in pairwise(self.frames))
         ):
             raise LayoutError(f"frames {list(self.frames)} do not partition the video span {self.video}")
         top_level = [("video", self.video), ("question", self.question), ("last", self.last)]
@@ -239,12 +240,14 @@ def synthetic_layout(
     option_lengths: Iterable[int],
     true_index: int = 0,
     post: int,
+    between: int = 0,
     question_prefix: int = 2,
     options_header: int = 3,
 ) -> TokenLayout:
     """A layout built from token counts, in the order of the paper's prompt.
 
-    system | video (frames x tokens_per_frame) | "Question:" question_only "Options:" options | post | last.
+    system | video (frames x tokens_per_frame) | `between` template tokens |
+    "Question:" question_only "Options:" options | post | last.
     Used for edge counting on the paper's shapes and in tests.
     """
     pos = 0
@@ -258,6 +261,7 @@ def synthetic_layout(
     system_span = take(system) if system else None
     frame_spans = tuple(take(tokens_per_frame) for _ in range(frames))
     video = Span(frame_spans[0].start, frame_spans[-1].end)
+    take(between)
     q_start = pos
     take(question_prefix)
     question_only_span = take(question_only)

@@ -34,8 +34,7 @@ class Sample:
             raise ValueError(f"sample {self.id!r} has {len(self.options)} options; at most 26 are supported")
         if not 0 <= self.answer_index < len(self.options):
             raise ValueError(
-                f"sample {self.id!r}: answer index {self.answer_index} is not among its "
-                f"{len(self.options)} options"
+                f"sample {self.id!r}: answer index {self.answer_index} is not among its {len(self.options)} options"
             )
 
     @property

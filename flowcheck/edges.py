@@ -1,0 +1,468 @@
+"""Conditions, windows, effective-pathway specs and exact edge counting.
+
+An edge is an attention pair (query q, key k) with k <= q. A `Block` ``A->B`` removes every edge
+whose key is in group A and whose query is in group B ("A -/-> B": B cannot read A). Everything
+compiles to *rectangles* ``(query span, key span)``; blocked edges are the union of the
+rectangles intersected with the causal triangle. Counting works on span arithmetic, never on
+materialised n x n matrices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from itertools import pairwise
+
+import numpy as np
+import torch
+
+from flowcheck.layout import GROUP_NAMES, LayoutError, Span, TokenLayout
+
+Rect = tuple[Span, Span]
+"""(query span, key span): every query in the first span loses every key in the second."""
+
+CROSS_FRAME = "cross_frame"
+
+
+class ConditionError(ValueError):
+    """A condition or window specification that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """``source -> target``: queries in `target` may not read keys in `source`.
+
+    The special block ``cross_frame`` stops every frame from reading earlier frames.
+    """
+
+    source: str
+    target: str
+
+    @property
+    def is_cross_frame(self) -> bool:
+        return self.source == CROSS_FRAME
+
+    def rectangles(self, layout: TokenLayout) -> list[Rect]:
+        if self.is_cross_frame:
+            return [(f, Span(layout.video.start, f.start)) for f in layout.frames[1:]]
+        return [(q, k) for q in layout.spans(self.target) for k in layout.spans(self.source)]
+
+    def __str__(self) -> str:
+        return CROSS_FRAME if self.is_cross_frame else f"{self.source}->{self.target}"
+
+    @classmethod
+    def parse(cls, text: str) -> Block:
+        text = text.strip()
+        if text == CROSS_FRAME:
+            return cls(CROSS_FRAME, CROSS_FRAME)
+        if "->" not in text:
+            raise ConditionError(
+                f"cannot read block {text!r}: write SOURCE->TARGET (e.g. video->question) or cross_frame"
+            )
+        source, target = (s.strip() for s in text.split("->", 1))
+        for group in (source, target):
+            base = group.split(":", 1)[0]
+            if group not in GROUP_NAMES and base not in ("frame", "option"):
+                raise ConditionError(
+                    f"unknown token group {group!r} in {text!r}; known groups: {', '.join(GROUP_NAMES)}, "
+                    "frame:<i>, option:<i>"
+                )
+        return cls(source, target)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named set of blocks, knocked out together."""
+
+    name: str
+    blocks: tuple[Block, ...]
+    label: str = ""
+    family: str = "custom"
+
+    def rectangles(self, layout: TokenLayout) -> list[Rect]:
+        return [r for b in self.blocks for r in b.rectangles(layout)]
+
+    def earliest_query(self, layout: TokenLayout) -> int:
+        """The first query position whose attention row this condition changes (n if none)."""
+        starts = [q.start for q, k in self.rectangles(layout) if len(q) and len(k) and k.start <= q.end - 1]
+        return min(starts, default=layout.n)
+
+    @classmethod
+    def parse(cls, spec: str, name: str | None = None) -> Condition:
+        """A user-defined condition: blocks separated by ``+``, e.g. ``video->question+video->last``."""
+        blocks = tuple(Block.parse(part) for part in spec.split("+"))
+        return cls(name or spec, blocks, label=spec)
+
+
+@cache
+def _conditions_data() -> dict:
+    return json.loads(resources.files("flowcheck.specs").joinpath("conditions.json").read_text())
+
+
+def paper_conditions() -> dict[str, Condition]:
+    """The paper's eleven conditions by name, in the authors' order."""
+    out = {}
+    for family, entries in _conditions_data()["families"].items():
+        for entry in entries:
+            blocks = tuple(Block.parse(b) for b in entry["blocks"])
+            out[entry["name"]] = Condition(entry["name"], blocks, entry["label"], family)
+    return out
+
+
+def condition_families() -> dict[str, list[str]]:
+    """The authors' analysis targets (``cross-frame``, ``vql-to-ql``, ...) -> condition names."""
+    return {f: [e["name"] for e in entries] for f, entries in _conditions_data()["families"].items()}
+
+
+def resolve_conditions(names: Iterable[str]) -> list[Condition]:
+    """Conditions from names: a paper condition, a family name, or a user spec such as ``video->post``."""
+    known = paper_conditions()
+    families = condition_families()
+    out: list[Condition] = []
+    for name in names:
+        if name in known:
+            out.append(known[name])
+        elif name in families:
+            out.extend(known[n] for n in families[name])
+        elif name == "all":
+            out.extend(known.values())
+        else:
+            try:
+                out.append(Condition.parse(name))
+            except ConditionError as err:
+                raise ConditionError(
+                    f"{err}. Paper conditions: {', '.join(known)}; families: {', '.join(families)}"
+                ) from None
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Windows
+
+
+@dataclass(frozen=True)
+class Window:
+    """A set of layers a knockout is applied to; `center` is the swept layer (0-indexed)."""
+
+    layers: tuple[int, ...]
+    center: int | None = None
+    style: str = "explicit"
+
+    @property
+    def first(self) -> int:
+        return min(self.layers)
+
+    def label(self) -> str:
+        if self.center is not None:
+            return f"{self.style}@{self.center}"
+        return "layers " + ",".join(map(str, self.layers))
+
+
+WINDOW_STYLES = ("center", "bottom_up", "top_down", "inverse")
+
+
+def default_window_width(num_layers: int) -> int:
+    """The paper's width 9 for models of 28 layers or more; shallower models keep the same share of depth.
+
+    For L < 28 the width is the odd number nearest to 9 * L / 32 (at least 1): 8 layers -> 3,
+    12 -> 3, 16 -> 5, 24 -> 7.
+    """
+    if num_layers >= 28:
+        return 9
+    return 2 * math.floor(9 * num_layers / 64) + 1
+
+
+def make_window(num_layers: int, center: int, width: int | None = None, style: str = "center") -> Window:
+    """One window of `style` around `center` (official-protocol.md 4.2)."""
+    if not 0 <= center < num_layers:
+        raise ConditionError(f"window centre {center} is outside the model's {num_layers} layers")
+    k = default_window_width(num_layers) if width is None else width
+    if k < 1:
+        raise ConditionError(f"window width must be at least 1, got {k}")
+    lo, hi = max(0, center - k // 2), min(num_layers, center - (-k // 2))
+    if style == "center":
+        layers = range(lo, hi)
+    elif style == "inverse":
+        layers = [i for i in range(num_layers) if not lo <= i < hi]
+    elif style == "top_down":
+        layers = range(center, num_layers)
+    elif style == "bottom_up":
+        layers = range(0, center + 1)
+    else:
+        raise ConditionError(f"unknown window style {style!r}; choose one of {', '.join(WINDOW_STYLES)}")
+    if not layers:
+        raise ConditionError(f"window {style}@{center} of width {k} selects no layer of {num_layers}")
+    return Window(tuple(layers), center, style)
+
+
+def sweep_windows(
+    num_layers: int, width: int | None = None, style: str = "center", centers: Iterable[int] | None = None
+) -> list[Window]:
+    """Windows for every centre layer (or the given ones)."""
+    return [make_window(num_layers, c, width, style) for c in (range(num_layers) if centers is None else centers)]
+
+
+def explicit_window(layers: Iterable[int], num_layers: int) -> Window:
+    """A window over an explicit set of layers."""
+    chosen = tuple(sorted(set(layers)))
+    if not chosen or chosen[0] < 0 or chosen[-1] >= num_layers:
+        raise ConditionError(f"layers {list(chosen)} are not a non-empty subset of 0..{num_layers - 1}")
+    return Window(chosen)
+
+
+def parse_layer_range(text: str, num_layers: int) -> Window:
+    """``"0:16"`` (half-open), ``"first_half"``, ``"second_half"`` or ``"3,5,7"``."""
+    text = text.strip()
+    if text == "first_half":
+        return explicit_window(range(0, num_layers // 2), num_layers)
+    if text == "second_half":
+        return explicit_window(range(num_layers // 2, num_layers), num_layers)
+    if ":" in text:
+        a, b = text.split(":", 1)
+        return explicit_window(range(int(a or 0), int(b or num_layers)), num_layers)
+    return explicit_window((int(x) for x in text.split(",")), num_layers)
+
+
+# ----------------------------------------------------------------------------------------------
+# Masks and exact counting
+
+
+def full_edges(n: int) -> int:
+    """Causal pairs (including the diagonal) of one layer: n(n+1)/2."""
+    return n * (n + 1) // 2
+
+
+def blocked_mask(n: int, rects: Sequence[Rect], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Boolean [n, n] mask, True where a causal edge (q, k), k <= q, is removed."""
+    mask = torch.zeros(n, n, dtype=torch.bool, device=device)
+    for q, k in rects:
+        mask[q.start : q.end, k.start : k.end] = True
+    return mask & torch.ones(n, n, dtype=torch.bool, device=device).tril()
+
+
+def _causal_count(q0: int, q1: int, k0: int, k1: int) -> int:
+    """Number of pairs (q, k) with q in [q0, q1), k in [k0, k1), k <= q."""
+    if q1 <= q0 or k1 <= k0:
+        return 0
+    # For each q the count is clamp(q + 1 - k0, 0, k1 - k0): zero below k0, a ramp, then flat.
+    total = 0
+    ramp_lo, ramp_hi = max(q0, k0), min(q1, k1 - 1)  # q with 1 <= q+1-k0 < k1-k0
+    if ramp_hi > ramp_lo:
+        a, b = ramp_lo + 1 - k0, ramp_hi - k0  # arithmetic series a..b
+        total += (a + b) * (b - a + 1) // 2
+    flat_lo = max(q0, k1 - 1)
+    if q1 > flat_lo:
+        total += (q1 - flat_lo) * (k1 - k0)
+    return total
+
+
+def count_blocked(n: int, rects: Sequence[Rect]) -> int:
+    """Exact number of distinct causal edges removed by the union of `rects` (span arithmetic)."""
+    rects = [(q, k) for q, k in rects if len(q) and len(k)]
+    cuts = sorted({0, n, *(q.start for q, _ in rects), *(q.end for q, _ in rects)})
+    total = 0
+    for q0, q1 in pairwise(cuts):
+        keys = sorted((k.start, k.end) for q, k in rects if q.start <= q0 and q1 <= q.end)
+        merged: list[list[int]] = []
+        for a, b in keys:
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        total += sum(_causal_count(q0, q1, a, b) for a, b in merged)
+    return total
+
+
+def count_allowed(n: int, rects: Sequence[Rect]) -> int:
+    """Causal edges of one layer left after removing `rects`."""
+    return full_edges(n) - count_blocked(n, rects)
+
+
+# ----------------------------------------------------------------------------------------------
+# Effective pathways (Table 3) and the random control
+
+
+@dataclass(frozen=True)
+class PathwaySpec:
+    """Layer ranges (0-indexed, inclusive) in which the effective pathways keep their edges.
+
+    Outside `cross_frame` frames cannot read earlier frames; outside `video_to_question` the
+    question cannot read the video; outside `question_to_last` the last token cannot read the
+    question; video->last and last->last are blocked everywhere; video->video is blocked after
+    the video->question range and question->question after the question->last range
+    (official-protocol.md 7.1). System and post-prompt tokens are never constrained.
+    """
+
+    num_layers: int
+    cross_frame: tuple[int, int]
+    video_to_question: tuple[int, int]
+    question_to_last: tuple[int, int]
+    name: str = "custom"
+    random_block_ratio: float | None = None
+    paper: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for label, (a, b) in (
+            ("cross_frame", self.cross_frame),
+            ("video_to_question", self.video_to_question),
+            ("question_to_last", self.question_to_last),
+        ):
+            if not 0 <= a <= b < self.num_layers:
+                raise ConditionError(
+                    f"pathway range {label}=[{a}, {b}] is not inside the model's layers 0..{self.num_layers - 1}"
+                )
+
+    def layer_rectangles(self, layout: TokenLayout, layer: int) -> list[Rect]:
+        """Rectangles removed in one layer."""
+
+        def outside(r: tuple[int, int]) -> bool:
+            return not r[0] <= layer <= r[1]
+
+        rects: list[Rect] = []
+        if outside(self.cross_frame):
+            rects += Block(CROSS_FRAME, CROSS_FRAME).rectangles(layout)
+        if outside(self.video_to_question):
+            rects.append((layout.question, layout.video))
+        if outside(self.question_to_last):
+            rects.append((layout.last, layout.question))
+        rects.append((layout.last, layout.last))
+        rects.append((layout.last, layout.video))
+        if layer > self.video_to_question[1]:
+            rects.append((layout.video, layout.video))
+        if layer > self.question_to_last[1]:
+            rects.append((layout.question, layout.question))
+        return rects
+
+    def plan(self, layout: TokenLayout) -> list[list[Rect]]:
+        """Rectangles removed per layer, for every layer."""
+        return [self.layer_rectangles(layout, layer) for layer in range(self.num_layers)]
+
+    def blocked_per_layer(self, layout: TokenLayout) -> list[int]:
+        """Exact number of removed edges in each layer."""
+        return [count_blocked(layout.n, rects) for rects in self.plan(layout)]
+
+    @classmethod
+    def from_dict(cls, d: dict, name: str = "custom") -> PathwaySpec:
+        return cls(
+            num_layers=int(d["num_layers"]),
+            cross_frame=tuple(d["cross_frame"]),
+            video_to_question=tuple(d["video_to_question"]),
+            question_to_last=tuple(d["question_to_last"]),
+            name=name,
+            random_block_ratio=d.get("random_block_ratio"),
+            paper=d.get("paper", {}),
+        )
+
+
+@cache
+def _pathways_data() -> dict:
+    return json.loads(resources.files("flowcheck.specs").joinpath("pathways.json").read_text())
+
+
+def paper_pathways() -> dict[str, PathwaySpec]:
+    """Effective-pathway specs of the paper's four models (Table 3)."""
+    return {name: PathwaySpec.from_dict(d, name) for name, d in _pathways_data()["models"].items()}
+
+
+def reference_layout(model: str) -> TokenLayout:
+    """A representative layout of one of the paper's models (token counts in pathways.json)."""
+    from flowcheck.layout import synthetic_layout
+
+    shape = _pathways_data()["models"][model]["reference_layout"]
+    return synthetic_layout(**shape)
+
+
+@dataclass(frozen=True)
+class EdgeSummary:
+    """Edges summed over layers for one layout."""
+
+    full: int
+    kept: int
+
+    @property
+    def kept_fraction(self) -> float:
+        return self.kept / self.full
+
+
+def pathway_edges(spec: PathwaySpec, layout: TokenLayout) -> EdgeSummary:
+    """Full vs kept edges of the effective pathways, summed over layers (one head)."""
+    full = full_edges(layout.n) * spec.num_layers
+    return EdgeSummary(full, full - sum(spec.blocked_per_layer(layout)))
+
+
+def random_candidate_count(layout: TokenLayout) -> int:
+    """Causal pairs whose query and key are both at or after the first video token."""
+    return full_edges(layout.n - layout.video.start)
+
+
+def matched_random_counts(blocked_per_layer: Sequence[int], mode: str = "uniform") -> list[int]:
+    """Edges the random control removes per layer.
+
+    ``uniform`` (the authors' scheme): the same number in every layer, with the same total as
+    the effective pathways (the remainder goes to the first layers). ``per_layer``: exactly as
+    many as the effective pathways remove in each layer.
+    """
+    if mode == "per_layer":
+        return list(blocked_per_layer)
+    if mode != "uniform":
+        raise ConditionError(f"unknown random-control mode {mode!r}; use 'uniform' or 'per_layer'")
+    total, layers = sum(blocked_per_layer), len(blocked_per_layer)
+    base, rem = divmod(total, layers)
+    return [base + (1 if i < rem else 0) for i in range(layers)]
+
+
+def _seed_for(seed: int, key: str, layer: int) -> int:
+    digest = hashlib.sha256(f"{seed}|{key}|{layer}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def random_blocked_mask(
+    layout: TokenLayout, count: int, *, seed: int, key: str = "", layer: int = 0, device: str = "cpu"
+) -> torch.Tensor:
+    """Boolean [n, n] mask removing `count` causal edges drawn uniformly among pairs at or after the video.
+
+    Reproducible from (seed, key, layer), independent of call order; `key` is usually the sample id.
+    """
+    n, v0 = layout.n, layout.video.start
+    candidates = random_candidate_count(layout)
+    if not 0 <= count <= candidates:
+        raise ConditionError(
+            f"cannot remove {count} random edges: only {candidates} causal pairs lie at or after the video"
+        )
+    gen = torch.Generator().manual_seed(_seed_for(seed, key, layer))
+    picks = torch.randperm(candidates, generator=gen)[:count].to(torch.float64)
+    # linear index t over the lower triangle of size m -> (row r, column c) with c <= r
+    rows = torch.floor((torch.sqrt(8 * picks + 1) - 1) / 2)
+    cols = picks - rows * (rows + 1) / 2
+    over = cols > rows  # guard against float rounding at triangle boundaries
+    rows, cols = torch.where(over, rows + 1, rows), torch.where(over, cols - rows - 1, cols)
+    mask = torch.zeros(n, n, dtype=torch.bool)
+    mask[rows.long() + v0, cols.long() + v0] = True
+    return mask.to(device)
+
+
+def random_control_masks(layout: TokenLayout, counts: Sequence[int], *, seed: int, key: str = "") -> list[torch.Tensor]:
+    """One random mask per layer with the given counts."""
+    return [random_blocked_mask(layout, c, seed=seed, key=key, layer=i) for i, c in enumerate(counts)]
+
+
+def check_layout_for(condition: Condition, layout: TokenLayout) -> None:
+    """Raise a clear error when a condition needs a group the layout does not have."""
+    for block in condition.blocks:
+        if block.is_cross_frame:
+            if len(layout.frames) < 2:
+                raise LayoutError(f"condition {condition.name} needs at least two frames; the layout has one")
+            continue
+        for group in (block.source, block.target):
+            if not layout.spans(group):
+                raise LayoutError(f"condition {condition.name} needs group {group!r}, which this layout lacks")
+
+
+def rects_to_numpy(rects: Sequence[Rect]) -> np.ndarray:
+    """[k, 4] array of (q0, q1, k0, k1) for storage."""
+    return np.array([[q.start, q.end, k.start, k.end] for q, k in rects], dtype=np.int64).reshape(-1, 4)

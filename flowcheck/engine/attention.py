@@ -1,0 +1,128 @@
+"""The knockout attention function, registered with transformers' AttentionInterface.
+
+It wraps sdpa. When a knockout is active, every attention module of the targeted decoder layers
+removes its blocked (query, key) edges by turning them off in the boolean attention mask
+(equivalent to an additive -inf before the softmax; the rest of the row renormalises). Queries
+are the last `q_len` positions of the key sequence, which covers full forwards and forwards over
+a suffix on top of a KV cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+IMPLEMENTATION = "flowcheck_sdpa"
+
+BlockedSpec = torch.Tensor | Sequence[tuple[object, object]]
+"""A boolean [n, n] or [B, n, n] tensor (True = edge removed), or (query positions, key positions) pairs."""
+
+
+@dataclass
+class ActiveKnockout:
+    """Blocked edges of the modules currently knocked out, keyed by ``id(attention module)``."""
+
+    blocked: dict[int, list[BlockedSpec]] = field(default_factory=dict)
+    calls: dict[int, int] = field(default_factory=dict)
+
+
+_ACTIVE: ContextVar[ActiveKnockout | None] = ContextVar("flowcheck_active_knockout", default=None)
+
+
+def _positions(p: object) -> torch.Tensor | slice:
+    if hasattr(p, "start") and hasattr(p, "end") and not isinstance(p, torch.Tensor):
+        return slice(int(p.start), int(p.end))  # flowcheck Span
+    if isinstance(p, range) and p.step == 1:
+        return slice(p.start, p.stop)
+    if isinstance(p, slice):
+        return p
+    return torch.as_tensor(list(p) if not isinstance(p, torch.Tensor) else p, dtype=torch.long)
+
+
+def materialize(spec: BlockedSpec, kv_len: int, device: torch.device) -> torch.Tensor:
+    """A boolean [kv_len, kv_len] (or [B, kv_len, kv_len]) blocked mask from a spec."""
+    if isinstance(spec, torch.Tensor):
+        if spec.dtype != torch.bool:
+            raise TypeError("a blocked mask must be a boolean tensor (True = edge removed)")
+        size = spec.shape[-1]
+        if spec.shape[-2] != size:
+            raise ValueError(f"a blocked mask must be square in its last two dims, got {tuple(spec.shape)}")
+        if size == kv_len:
+            return spec.to(device)
+        if size > kv_len:
+            return spec[..., :kv_len, :kv_len].to(device)
+        grown = torch.zeros(*spec.shape[:-2], kv_len, kv_len, dtype=torch.bool, device=device)
+        grown[..., :size, :size] = spec.to(device)
+        return grown
+    mask = torch.zeros(kv_len, kv_len, dtype=torch.bool, device=device)
+    for queries, keys in spec:
+        q, k = _positions(queries), _positions(keys)
+        if isinstance(q, slice) and isinstance(k, slice):
+            mask[q, k] = True
+            continue
+        index = torch.arange(kv_len, device=device)
+        rows = index[q] if isinstance(q, slice) else q.to(device)
+        cols = index[k] if isinstance(k, slice) else k.to(device)
+        mask[rows.unsqueeze(-1), cols.unsqueeze(0)] = True
+    return mask
+
+
+def _restrict(attention_mask: torch.Tensor | None, blocked: torch.Tensor, query: torch.Tensor, kv_len: int):
+    q_len = query.shape[-2]
+    rows = blocked[..., kv_len - q_len : kv_len, :kv_len]
+    rows = rows[None, None] if rows.dim() == 2 else rows[:, None]
+    if attention_mask is None:
+        q_pos = torch.arange(kv_len - q_len, kv_len, device=query.device)
+        causal = q_pos[:, None] >= torch.arange(kv_len, device=query.device)[None, :]
+        return causal[None, None] & ~rows
+    if attention_mask.dtype == torch.bool:
+        return attention_mask[..., -q_len:, -kv_len:] & ~rows
+    return attention_mask[..., -q_len:, -kv_len:].masked_fill(rows, torch.finfo(attention_mask.dtype).min)
+
+
+def flowcheck_attention(module, query, key, value, attention_mask, **kwargs):
+    """sdpa attention that removes the active knockout's edges for targeted modules."""
+    active = _ACTIVE.get()
+    specs = None if active is None else active.blocked.get(id(module))
+    if specs:
+        kv_len = key.shape[-2]
+        active.calls[id(module)] = active.calls.get(id(module), 0) + 1
+        blocked = materialize(specs[0], kv_len, query.device)
+        for extra in specs[1:]:
+            blocked = blocked | materialize(extra, kv_len, query.device)
+        attention_mask = _restrict(attention_mask, blocked, query, kv_len)
+        kwargs["is_causal"] = False
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def flowcheck_mask(*args, **kwargs):
+    """sdpa's boolean mask, always materialised (never the `is_causal` shortcut)."""
+    kwargs["allow_is_causal_skip"] = False
+    return sdpa_mask(*args, **kwargs)
+
+
+def register() -> None:
+    """Register the attention and mask functions with transformers (idempotent)."""
+    AttentionInterface.register(IMPLEMENTATION, flowcheck_attention)
+    AttentionMaskInterface.register(IMPLEMENTATION, flowcheck_mask)
+
+
+register()
+
+
+def active() -> ActiveKnockout | None:
+    return _ACTIVE.get()
+
+
+def set_active(state: ActiveKnockout | None):
+    return _ACTIVE.set(state)
+
+
+def reset_active(token) -> None:
+    _ACTIVE.reset(token)

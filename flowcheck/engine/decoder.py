@@ -1,0 +1,134 @@
+"""Find the text decoder inside any transformers causal LM or VLM, and refuse what masks cannot knock out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention", "chunked_attention"}
+_ATTENTION_ATTRS = ("self_attn", "attention", "attn")
+_NON_ATTENTION_MIXERS = ("linear_attn", "mamba", "mixer", "conv", "short_conv", "ssm", "recurrent")
+
+
+class UnsupportedModelError(RuntimeError):
+    """A model flowcheck cannot knock out (no decoder found, or token mixing outside attention)."""
+
+
+@dataclass
+class Decoder:
+    """The language-model part of a model: decoder layers, final norm and unembedding.
+
+    `module` is the text decoder (e.g. ``LlamaModel``), called with ``inputs_embeds``;
+    `attention[i]` is the attention module of decoder layer i.
+    """
+
+    module: nn.Module
+    layers: nn.ModuleList
+    attention: list[nn.Module]
+    norm: nn.Module | None
+    lm_head: nn.Module
+    owner: nn.Module
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def config(self):
+        return self.module.config
+
+    @property
+    def dtype(self):
+        return next(self.module.parameters()).dtype
+
+    @property
+    def device(self):
+        return next(self.module.parameters()).device
+
+    def input_embeddings(self) -> nn.Module:
+        return self.module.get_input_embeddings()
+
+
+def _text_module(model: nn.Module) -> nn.Module:
+    seen = set()
+    candidate: nn.Module = model
+    for _ in range(6):
+        if id(candidate) in seen:
+            break
+        seen.add(id(candidate))
+        if isinstance(getattr(candidate, "layers", None), nn.ModuleList) and hasattr(candidate, "embed_tokens"):
+            return candidate
+        for name in ("language_model", "text_model", "model", "decoder"):
+            child = getattr(candidate, name, None)
+            if isinstance(child, nn.Module):
+                candidate = child
+                break
+        else:
+            break
+    matches = [
+        m
+        for m in model.modules()
+        if isinstance(getattr(m, "layers", None), nn.ModuleList) and hasattr(m, "embed_tokens")
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    raise UnsupportedModelError(
+        f"could not find the text decoder of {type(model).__name__}: flowcheck looks for a module with "
+        "`embed_tokens` and a `layers` ModuleList (as in every transformers decoder); "
+        + ("found several" if matches else "found none")
+        + ". Write a model adapter that points at the decoder."
+    )
+
+
+def _attention_of(layer: nn.Module, index: int) -> nn.Module:
+    for name in _ATTENTION_ATTRS:
+        module = getattr(layer, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    raise UnsupportedModelError(
+        f"decoder layer {index} ({type(layer).__name__}) has no attention module "
+        f"({' / '.join(_ATTENTION_ATTRS)}); flowcheck can only knock out attention layers"
+    )
+
+
+def check_attention_only(decoder_module: nn.Module, layers: nn.ModuleList) -> None:
+    """Refuse hybrids: layers that mix tokens with linear attention, state-space or convolution blocks."""
+    config = getattr(decoder_module, "config", None)
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types:
+        bad = sorted({t for t in layer_types if t not in ATTENTION_LAYER_TYPES})
+        if bad:
+            raise UnsupportedModelError(
+                f"{type(decoder_module).__name__} mixes tokens with non-attention layers ({', '.join(bad)}); "
+                "attention knockout cannot block information flow through them (e.g. Qwen3.5 / Mamba hybrids). "
+                "Use a model whose decoder layers are all attention layers."
+            )
+    for i, layer in enumerate(layers):
+        for name in _NON_ATTENTION_MIXERS:
+            if isinstance(getattr(layer, name, None), nn.Module):
+                raise UnsupportedModelError(
+                    f"decoder layer {i} ({type(layer).__name__}) has a `{name}` token mixer besides attention; "
+                    "attention knockout cannot block information flow through it."
+                )
+
+
+def find_decoder(model: nn.Module) -> Decoder:
+    """The `Decoder` of a causal LM, a VLM, or a bare decoder module."""
+    if isinstance(model, Decoder):
+        return model
+    module = _text_module(model)
+    layers = module.layers
+    check_attention_only(module, layers)
+    attention = [_attention_of(layer, i) for i, layer in enumerate(layers)]
+    lm_head = None
+    if hasattr(model, "get_output_embeddings"):
+        lm_head = model.get_output_embeddings()
+    if lm_head is None:
+        lm_head = getattr(model, "lm_head", None)
+    if lm_head is None:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no output embeddings (lm_head); pass the model with its LM head "
+            "(e.g. *ForCausalLM or *ForConditionalGeneration), not the bare decoder"
+        )
+    return Decoder(module, layers, attention, getattr(module, "norm", None), lm_head, model)

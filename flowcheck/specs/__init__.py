@@ -1,0 +1,1 @@
+"""Data files: the paper conditions, effective-pathway specs and reference shapes."""
