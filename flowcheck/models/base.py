@@ -1,0 +1,101 @@
+"""What every model adapter provides: load a checkpoint, encode a sample into decoder inputs and a layout."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from flowcheck.data.sample import Sample
+from flowcheck.engine import Decoder, LMInputs, find_decoder
+from flowcheck.layout import TokenLayout
+
+
+class AdapterError(ValueError):
+    """A checkpoint or sample an adapter cannot handle; the message says what to do."""
+
+
+@dataclass
+class EncodedSample:
+    """One sample ready for the engine.
+
+    `inputs` feed the text decoder (video already embedded, so the vision tower runs once per
+    sample); `layout` names the spans in the same (expanded) coordinates; `option_ids[i]` is the
+    single token of option letter i; `input_ids` are the expanded ids ([n]; video positions hold
+    the placeholder id) when the family has them, for decoding tokens in analyses.
+    """
+
+    sample_id: str
+    layout: TokenLayout
+    inputs: LMInputs
+    option_ids: tuple[int, ...]
+    input_ids: torch.Tensor | None = None
+
+    @property
+    def true_id(self) -> int:
+        return self.option_ids[self.layout.true_index]
+
+    def __post_init__(self) -> None:
+        if self.inputs.n != self.layout.n:
+            raise AdapterError(
+                f"sample {self.sample_id}: the decoder inputs have {self.inputs.n} positions but the layout "
+                f"describes {self.layout.n}; the adapter built them inconsistently"
+            )
+        if len(self.option_ids) != len(self.layout.options):
+            raise AdapterError(
+                f"sample {self.sample_id}: {len(self.option_ids)} option letter ids for "
+                f"{len(self.layout.options)} options"
+            )
+
+
+class ModelAdapter(ABC):
+    """A loaded checkpoint of one family: the model, its processor, and how to encode a sample.
+
+    Subclasses set `family`, `model_types` (the `config.model_type` values they handle) and
+    implement `from_pretrained` and `encode`.
+    """
+
+    family: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+
+    def __init__(self, model: nn.Module, processor: Any, *, name: str, num_frames: int) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+        self.num_frames = num_frames
+        self.decoder: Decoder = self.find_decoder()
+
+    def find_decoder(self) -> Decoder:
+        """The text decoder the engine knocks out; override for non-standard module trees."""
+        return find_decoder(self.model)
+
+    @classmethod
+    @abstractmethod
+    def from_pretrained(cls, name_or_path: str, **options: Any) -> ModelAdapter:
+        """Load the checkpoint (hub id or local folder) with its processor."""
+
+    @abstractmethod
+    def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
+        """Encode a sample whose video frames ([T, H, W, 3] uint8) were already decoded."""
+
+    @property
+    def num_layers(self) -> int:
+        return self.decoder.num_layers
+
+    @property
+    def tokens_per_frame(self) -> int | None:
+        """Video tokens per frame (temporal group) when constant; None when it varies per sample."""
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decoder.dtype

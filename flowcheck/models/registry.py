@@ -1,0 +1,96 @@
+"""The family registry and `load`: pick the adapter from the checkpoint's config, never from its path."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from flowcheck.models.base import AdapterError, ModelAdapter
+
+# Adapter modules, imported lazily; each registers its families with `register`.
+FAMILY_MODULES: list[str] = []
+
+_FAMILIES: dict[str, type[ModelAdapter]] = {}
+
+
+def register(cls: type[ModelAdapter]) -> type[ModelAdapter]:
+    """Class decorator: make an adapter known by its `family` and `model_types`."""
+    if cls.family in _FAMILIES and _FAMILIES[cls.family] is not cls:
+        raise ValueError(f"model family {cls.family!r} is registered twice")
+    _FAMILIES[cls.family] = cls
+    return cls
+
+
+def families() -> dict[str, type[ModelAdapter]]:
+    """Every registered family (imports the adapter modules on first use)."""
+    for module in FAMILY_MODULES:
+        importlib.import_module(module)
+    return dict(_FAMILIES)
+
+
+def adapter_for_model_type(model_type: str) -> type[ModelAdapter]:
+    """The adapter class whose `model_types` include `model_type`, or a clear error listing the families."""
+    for cls in families().values():
+        if model_type in cls.model_types:
+            return cls
+    supported = ", ".join(f"{name} ({', '.join(cls.model_types)})" for name, cls in sorted(families().items()))
+    raise AdapterError(
+        f"no flowcheck adapter for model_type {model_type!r}. Supported families (config model_type): "
+        f"{supported or 'none registered'}. A new family needs an adapter in flowcheck/models/."
+    )
+
+
+def read_config(name_or_path: str, revision: str | None = None) -> dict[str, Any]:
+    """The raw config.json of a local folder or hub checkpoint (no model code is run)."""
+    local = Path(name_or_path)
+    if local.is_dir():
+        path = local / "config.json"
+        if not path.exists():
+            raise AdapterError(f"{local} has no config.json; point at a folder written by save_pretrained")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(name_or_path, "config.json", revision=revision))
+        except Exception as err:
+            raise AdapterError(
+                f"cannot read config.json of {name_or_path!r} ({type(err).__name__}: {err}). Give a local "
+                "checkpoint folder, or a hub id reachable from this machine (or cached, with HF_HUB_OFFLINE=1)."
+            ) from err
+    return json.loads(path.read_text())
+
+
+def load(
+    name_or_path: str,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    device_map: str | dict | None = None,
+    attn_implementation: str = "sdpa",
+    trust_remote_code: bool = False,
+    num_frames: int = 8,
+    revision: str | None = None,
+) -> ModelAdapter:
+    """Load a checkpoint (hub id or local folder) with the adapter its config names.
+
+    `dtype` is ``float32``, ``bfloat16`` or ``float16``. Remote model code runs only with
+    `trust_remote_code=True`.
+    """
+    config = read_config(name_or_path, revision=revision)
+    model_type = config.get("model_type")
+    if not model_type:
+        raise AdapterError(f"the config.json of {name_or_path!r} has no model_type; flowcheck cannot pick an adapter")
+    cls = adapter_for_model_type(model_type)
+    return cls.from_pretrained(
+        name_or_path,
+        dtype=dtype,
+        device=device,
+        device_map=device_map,
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
+        num_frames=num_frames,
+        revision=revision,
+        config=config,
+    )
