@@ -1,0 +1,265 @@
+"""flowcheck's run options from three sources: command line > ``[tool.flowcheck]`` in pyproject.toml > environment.
+
+Every option is declared once in `OPTIONS` (its pytest flag, pyproject key, environment variable,
+parser and default), so the three sources cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class OptionError(ValueError):
+    """An option value that cannot be used; the message names the option and its source."""
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_MODELS = ("tiny-video-ft", "tiny-image")
+DEFAULT_DATA = ("synthetic",)
+
+
+def _list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        out: list[str] = []
+        for v in value:
+            out.extend(_list(v))
+        return out
+    raise OptionError(f"expected a list or a comma-separated string, got {value!r}")
+
+
+def _data(value: Any) -> dict[str, str | None]:
+    """``name`` or ``name=PATH`` items -> {name: path or None}."""
+    if isinstance(value, Mapping):
+        return {str(k): (None if v in (None, "") else str(v)) for k, v in value.items()}
+    out: dict[str, str | None] = {}
+    for item in _list(value):
+        name, _, path = item.partition("=")
+        out[name.strip()] = path.strip() or None
+    return out
+
+
+def _positive_int(value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise OptionError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"expected an integer, got {value!r}") from None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise OptionError(f"expected true or false, got {value!r}")
+
+
+def _dtype(value: Any) -> str:
+    text = str(value).strip().lower().replace("torch.", "")
+    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    text = aliases.get(text, text)
+    if text not in DTYPES:
+        raise OptionError(f"unknown dtype {value!r}; choose one of {', '.join(DTYPES)}")
+    return text
+
+
+def _shard(value: Any) -> tuple[int, int] | None:
+    if value in (None, ""):
+        return None
+    text = str(value)
+    try:
+        index, total = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise OptionError(f"a shard is written i/N (e.g. 0/4), got {value!r}") from None
+    if total < 1 or not 0 <= index < total:
+        raise OptionError(f"shard {value!r} is out of range: i must be in 0..N-1")
+    return index, total
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option: its names in every source, how to parse it and its default."""
+
+    name: str
+    flag: str
+    help: str
+    parse: Callable[[Any], Any]
+    default: Any
+    repeatable: bool = False
+    metavar: str | None = None
+
+    @property
+    def env(self) -> str:
+        return "FLOWCHECK_" + self.name.upper()
+
+    @property
+    def key(self) -> str:
+        return self.name.replace("_", "-")
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "models",
+        "--flow-model",
+        "model: registry name, hub id or local path (repeatable)",
+        _list,
+        list(DEFAULT_MODELS),
+        repeatable=True,
+        metavar="NAME",
+    ),
+    OptionSpec(
+        "data",
+        "--flow-data",
+        "dataset, optionally with its root: synthetic, tvbench=PATH, tomato=PATH, folder=PATH (repeatable)",
+        _data,
+        {name: None for name in DEFAULT_DATA},
+        repeatable=True,
+        metavar="NAME[=PATH]",
+    ),
+    OptionSpec(
+        "tasks",
+        "--flow-tasks",
+        "comma-separated task names (default: each dataset's analysed tasks)",
+        _list,
+        None,
+        metavar="T1,T2",
+    ),
+    OptionSpec(
+        "max_samples", "--flow-max-samples", "at most this many samples per task", _positive_int, None, metavar="N"
+    ),
+    OptionSpec("dtype", "--flow-dtype", f"model dtype: {', '.join(DTYPES)}", _dtype, "float32"),
+    OptionSpec("device", "--flow-device", "torch device (cpu, cuda, cuda:1, ...)", str, "cpu"),
+    OptionSpec(
+        "batch_size",
+        "--flow-batch-size",
+        "knockouts per batched forward (default: from the memory budget)",
+        _positive_int,
+        None,
+        metavar="B",
+    ),
+    OptionSpec(
+        "memory_budget_mb",
+        "--flow-memory-budget",
+        "peak memory budget of a batched forward, in MB",
+        _positive_int,
+        None,
+        metavar="MB",
+    ),
+    OptionSpec(
+        "window",
+        "--flow-window",
+        "knockout window width (default: 9 for >= 28 layers, scaled below)",
+        _positive_int,
+        None,
+        metavar="K",
+    ),
+    OptionSpec(
+        "cache_dir",
+        "--flow-cache",
+        "result cache directory (shareable between machines)",
+        Path,
+        Path(".flowcheck-cache"),
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "report_dir", "--flow-report-dir", "where reports/<run>/ are written", Path, Path("reports"), metavar="DIR"
+    ),
+    OptionSpec(
+        "trust_remote_code", "--flow-trust-remote-code", "allow checkpoints' own model code to run", _bool, False
+    ),
+    OptionSpec(
+        "shard", "--flow-shard", "compute only shard i of N of the (model, task) grid", _shard, None, metavar="i/N"
+    ),
+    OptionSpec("seed", "--flow-seed", "seed of every random choice (bootstrap, random pruning control)", _int, 0),
+)
+
+SPECS = {spec.name: spec for spec in OPTIONS}
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """Resolved options, with the source each value came from."""
+
+    values: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def read_pyproject(rootdir: Path) -> dict[str, Any]:
+    """The ``[tool.flowcheck]`` table of rootdir/pyproject.toml ({} when absent)."""
+    path = rootdir / "pyproject.toml"
+    if not path.exists():
+        return {}
+    with path.open("rb") as fh:
+        table = tomllib.load(fh).get("tool", {}).get("flowcheck", {})
+    unknown = sorted(set(table) - {spec.key for spec in OPTIONS} - {spec.name for spec in OPTIONS})
+    if unknown:
+        raise OptionError(
+            f"unknown option(s) {', '.join(unknown)} in [tool.flowcheck] of {path}; "
+            f"known: {', '.join(spec.key for spec in OPTIONS)}"
+        )
+    return table
+
+
+def resolve(cli: Mapping[str, Any], pyproject: Mapping[str, Any], env: Mapping[str, str]) -> FlowOptions:
+    """Resolve every option; `cli` maps option names to values (None = not given)."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in OPTIONS:
+        candidates = (
+            ("command line", cli.get(spec.name)),
+            ("pyproject.toml", pyproject.get(spec.key, pyproject.get(spec.name))),
+            ("environment", env.get(spec.env)),
+        )
+        for source, raw in candidates:
+            if raw is None or (spec.repeatable and raw == []):
+                continue
+            try:
+                values[spec.name] = spec.parse(raw)
+            except OptionError as err:
+                where = {
+                    "command line": spec.flag,
+                    "pyproject.toml": f"[tool.flowcheck] {spec.key}",
+                    "environment": spec.env,
+                }[source]
+                raise OptionError(f"{where}: {err}") from None
+            sources[spec.name] = source
+            break
+        else:
+            values[spec.name] = spec.default
+            sources[spec.name] = "default"
+    return FlowOptions(values, sources)
+
+
+def resolve_for(rootdir: Path, cli: Mapping[str, Any], env: Mapping[str, str] | None = None) -> FlowOptions:
+    """`resolve` with the pyproject.toml of `rootdir` and the process environment."""
+    return resolve(cli, read_pyproject(rootdir), os.environ if env is None else env)
