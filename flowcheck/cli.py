@@ -10,6 +10,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "edges": ("flowcheck.commands.edges", "edge counts of the effective pathways vs the paper's Table 3"),
     "demo": ("flowcheck.commands.demo", "run the knockout engine on a small built-in model"),
+    "synth": ("flowcheck.commands.synth", "generate the synthetic temporal benchmark (TVBench layout)"),
 }
 
 
