@@ -107,7 +107,7 @@ def test_missing_roots_and_tasks_say_what_to_do(tmp_path):
 def test_a_run_over_a_folder_with_one_corrupt_video_completes_and_reports_it(tmp_path):
     root = write_tvbench(tmp_path, {"t": [entry("a.mp4"), entry("b.mp4"), entry("c.mp4")]})
     (root / "video" / "t" / "b.mp4").write_bytes(b"corrupt" * 100)
-    samples, report = load_tvbench_layout(root)
+    samples, _ = load_tvbench_layout(root)
     frames = read_many(samples, 8, progress=False)
     bad = {k: v for k, v in frames.items() if isinstance(v, VideoError)}
     assert list(bad) == [samples[1].id] and "b.mp4" in bad[samples[1].id].path

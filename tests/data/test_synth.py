@@ -11,7 +11,7 @@ import pytest
 
 from flowcheck.data.folder import load_tvbench_layout
 from flowcheck.data.frames import read_frames
-from flowcheck.data.synth import source_frames, write_benchmark
+from flowcheck.data.synth import source_frames, write_benchmark, write_mp4
 from flowcheck.data.synth_tasks import SPATIAL_TASK, TASKS, TEMPORAL_TASKS, generate_group
 
 PER_TASK = 24
@@ -47,23 +47,13 @@ def test_generation_is_deterministic(bench, tmp_path):
     assert (other / "json" / "object_count.json").read_text() != (tmp_path / "json" / "object_count.json").read_text()
 
 
-def test_decoded_frames_are_exactly_the_generated_slots():
+def test_decoded_frames_are_exactly_the_generated_slots(tmp_path):
     rng = np.random.default_rng(3)
-    from flowcheck.data.synth import write_mp4
-
     for task in TASKS:
         video = generate_group(task, rng)[0]
         assert source_frames(video).shape[0] == 16
-
-        def roundtrip(tmp):
-            write_mp4(tmp, source_frames(video))
-            return read_frames(tmp, 8)
-
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as d:
-            assert np.array_equal(roundtrip(Path(d) / "v.mp4"), video.slots), task
+        write_mp4(tmp_path / f"{task}.mp4", source_frames(video))
+        assert np.array_equal(read_frames(tmp_path / f"{task}.mp4", 8), video.slots), task
 
 
 def test_answers_are_balanced_over_letters(bench):
