@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -83,6 +85,20 @@ class ModelAdapter(ABC):
     def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
         """Encode a sample whose video frames ([T, H, W, 3] uint8) were already decoded."""
 
+    def fingerprint(self) -> str:
+        """Identity of the checkpoint for the result cache: folder contents, or the hub commit."""
+        if not hasattr(self, "_fingerprint"):
+            folder = Path(self.name)
+            if not folder.is_dir():
+                snapshot = getattr(self.model.config, "_name_or_path", "")
+                folder = Path(snapshot) if Path(snapshot).is_dir() else folder
+            if folder.is_dir():
+                self._fingerprint = fingerprint_folder(folder)
+            else:
+                commit = getattr(self.model.config, "_commit_hash", None) or "unknown-revision"
+                self._fingerprint = hashlib.sha256(f"{self.name}@{commit}".encode()).hexdigest()[:24]
+        return self._fingerprint
+
     @property
     def num_layers(self) -> int:
         return self.decoder.num_layers
@@ -99,3 +115,24 @@ class ModelAdapter(ABC):
     @property
     def dtype(self) -> torch.dtype:
         return self.decoder.dtype
+
+
+def fingerprint_folder(folder: Path, *, full_hash_limit: int = 256 * 2**20) -> str:
+    """A content fingerprint of a checkpoint folder: config, processor files and weights.
+
+    Files up to `full_hash_limit` bytes are hashed whole; larger ones by size plus their first
+    and last MiB (hashing tens of GB on every run would cost minutes).
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder)}|{size}|".encode())
+        with path.open("rb") as fh:
+            if size <= full_hash_limit:
+                for chunk in iter(lambda: fh.read(2**20), b""):
+                    digest.update(chunk)
+            else:
+                digest.update(fh.read(2**20))
+                fh.seek(-(2**20), 2)
+                digest.update(fh.read(2**20))
+    return digest.hexdigest()[:24]

@@ -10,7 +10,7 @@ from typing import Any
 from flowcheck.models.base import AdapterError, ModelAdapter
 
 # Adapter modules, imported lazily; each registers its families with `register`.
-FAMILY_MODULES: list[str] = []
+FAMILY_MODULES: list[str] = ["flowcheck.models.llava_next_video"]
 
 _FAMILIES: dict[str, type[ModelAdapter]] = {}
 
@@ -42,9 +42,34 @@ def adapter_for_model_type(model_type: str) -> type[ModelAdapter]:
     )
 
 
+BUNDLED = {"tiny-video-ft": "tiny-video-ft", "tiny-image": "tiny-image"}
+
+
+def fixtures_dir() -> Path:
+    """The repository's fixtures/ folder (bundled models live there)."""
+    return Path(__file__).resolve().parents[2] / "fixtures"
+
+
+def resolve_name(name_or_path: str) -> str:
+    """Bundled model names -> their folder; anything else is returned unchanged (a path or hub id)."""
+    if name_or_path in BUNDLED:
+        folder = fixtures_dir() / BUNDLED[name_or_path]
+        if not (folder / "config.json").exists():
+            raise AdapterError(
+                f"the bundled model {name_or_path} is missing from {folder}; reinstall flowcheck from a full checkout "
+                "or retrain it with `python -m flowcheck.tiny.train`"
+            )
+        return str(folder)
+    return name_or_path
+
+
 def read_config(name_or_path: str, revision: str | None = None) -> dict[str, Any]:
     """The raw config.json of a local folder or hub checkpoint (no model code is run)."""
     local = Path(name_or_path)
+    if not local.is_dir() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+        raise AdapterError(
+            f"no checkpoint folder at {name_or_path}; give a folder written by save_pretrained or a hub id"
+        )
     if local.is_dir():
         path = local / "config.json"
         if not path.exists():
@@ -78,6 +103,7 @@ def load(
     `dtype` is ``float32``, ``bfloat16`` or ``float16``. Remote model code runs only with
     `trust_remote_code=True`.
     """
+    name_or_path = resolve_name(name_or_path)
     config = read_config(name_or_path, revision=revision)
     model_type = config.get("model_type")
     if not model_type:

@@ -1,0 +1,1 @@
+"""The measurements behind every claim: sweeps, curves, accuracy, answer probability, logit lens, pruning."""

@@ -1,0 +1,146 @@
+"""Logit lens on video tokens (the paper's Fig. 4): when do spatial and temporal words become readable?
+
+For every layer and video position the residual is projected onto the vocabulary with a chosen
+unembedding (the input embedding matrix by default, as the authors) and its top-1 token is
+compared with keyword lists (data files in flowcheck/specs/keywords). Layer entries follow the
+authors: l < L-1 is the residual entering layer l (no norm unless asked), L-1 is the normed
+output of the last layer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flowcheck.analyses.hidden import hidden_states
+from flowcheck.engine import Decoder
+from flowcheck.models.base import EncodedSample
+
+UNEMBEDDINGS = ("input", "output")
+
+
+@dataclass(frozen=True)
+class KeywordLists:
+    """Named keyword lists resolved to token ids; `multi_token` names words matched by their first sub-token."""
+
+    lists: dict[str, list[str]]
+    token_ids: dict[str, list[int]]
+    multi_token: list[str]
+
+    @property
+    def all_ids(self) -> list[int]:
+        return sorted({i for ids in self.token_ids.values() for i in ids})
+
+
+def load_keyword_file(name_or_path: str) -> dict:
+    """A keyword file: a path, or the name of a bundled one (``action_sequence``, ``synthetic``)."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.exists():
+        return json.loads(path.read_text())
+    bundled = resources.files("flowcheck.specs").joinpath("keywords", f"{name_or_path}.json")
+    if not bundled.is_file():
+        raise FileNotFoundError(f"no keyword file {name_or_path!r}: give a JSON path or a bundled name")
+    return json.loads(bundled.read_text())
+
+
+def resolve_keywords(tokenizer, lists: Mapping[str, Sequence[str]], multi_token: str = "first") -> KeywordLists:
+    """Map words to token ids. ``multi_token="first"`` keeps a word's first sub-token (the authors' choice,
+    recorded in `multi_token`); ``"skip"`` drops words that are not one token."""
+    if multi_token not in ("first", "skip"):
+        raise ValueError("multi_token must be 'first' or 'skip'")
+    token_ids: dict[str, list[int]] = {}
+    several: list[str] = []
+    for name, words in lists.items():
+        ids: set[int] = set()
+        for word in words:
+            pieces = tokenizer(word, add_special_tokens=False).input_ids
+            if not pieces or pieces[0] == getattr(tokenizer, "unk_token_id", None):
+                continue
+            if len(pieces) > 1:
+                several.append(word)
+                if multi_token == "skip":
+                    continue
+            ids.add(pieces[0])
+        token_ids[name] = sorted(ids)
+    overlap = set.intersection(*(set(v) for v in token_ids.values())) if len(token_ids) > 1 else set()
+    if overlap:
+        raise ValueError(f"keyword lists share tokens {sorted(overlap)}; a hit must belong to one list")
+    return KeywordLists({k: list(v) for k, v in lists.items()}, token_ids, several)
+
+
+@torch.inference_mode()
+def video_top1(
+    decoder: Decoder, encoded: EncodedSample, unembedding: str = "input", final_norm: bool = False
+) -> np.ndarray:
+    """[L, video positions] top-1 token ids of the video residuals."""
+    if unembedding not in UNEMBEDDINGS:
+        raise ValueError(f"unembedding must be one of {', '.join(UNEMBEDDINGS)}")
+    weight = (decoder.input_embeddings() if unembedding == "input" else decoder.lm_head).weight
+    states = hidden_states(decoder, encoded.inputs)
+    video = encoded.layout.video
+    rows = []
+    for layer in range(decoder.num_layers):
+        h = states[layer] if layer < decoder.num_layers - 1 else states[-1]
+        h = h[0, video.start : video.end]
+        if final_norm and layer < decoder.num_layers - 1 and decoder.norm is not None:
+            h = decoder.norm(h)
+        rows.append((h.float() @ weight.float().T).argmax(-1).cpu().numpy())
+    return np.stack(rows)
+
+
+def keyword_hits(top1: np.ndarray, keywords: KeywordLists) -> dict[str, list[list[int]]]:
+    """Per list, [keyword token][layer] counts of video positions whose top-1 is that token."""
+    return {
+        name: [[int((top1[layer] == tid).sum()) for layer in range(top1.shape[0])] for tid in ids]
+        for name, ids in keywords.token_ids.items()
+    }
+
+
+@dataclass
+class LensSummary:
+    """Binned, normalised hit frequencies per list and the hit-weighted mean layer per list."""
+
+    bins: list[tuple[int, int]]
+    frequencies: dict[str, list[float]]
+    mean_layer: dict[str, float]
+    hits: dict[str, int]
+    kept_keywords: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def layer_bins(num_layers: int, size: int) -> list[tuple[int, int]]:
+    """Non-overlapping bins [a, b) of `size` layers (the authors' bins overlapped by one layer)."""
+    if size < 1:
+        raise ValueError("bin size must be at least 1")
+    return [(a, min(a + size, num_layers)) for a in range(0, num_layers, size)]
+
+
+def summarise_hits(hits: Mapping[str, Sequence[Sequence[int]]], bin_size: int, min_count: int = 1) -> LensSummary:
+    """Bin per-layer counts; drop keywords with fewer than `min_count` hits; normalise each keyword over bins and
+    average the keywords of a list (the paper's ALL_NORM); mean layer weighted by all hits of a list."""
+    num_layers = len(next(iter(next(iter(hits.values())))))
+    bins = layer_bins(num_layers, bin_size)
+    frequencies, mean_layer, totals, kept = {}, {}, {}, {}
+    for name, rows in hits.items():
+        counts = np.asarray(rows, dtype=float).reshape(-1, num_layers)
+        binned = (
+            np.stack([counts[:, a:b].sum(axis=1) for a, b in bins], axis=1) if len(counts) else np.zeros((0, len(bins)))
+        )
+        keep = binned.sum(axis=1) >= max(min_count, 1)
+        normalised = binned[keep] / binned[keep].sum(axis=1, keepdims=True)
+        frequencies[name] = list(normalised.mean(axis=0)) if keep.any() else [0.0] * len(bins)
+        per_layer = counts.sum(axis=0)
+        totals[name] = int(per_layer.sum())
+        mean_layer[name] = (
+            float((per_layer * np.arange(num_layers)).sum() / per_layer.sum()) if per_layer.sum() else float("nan")
+        )
+        kept[name] = int(keep.sum())
+    return LensSummary(bins, frequencies, mean_layer, totals, kept)

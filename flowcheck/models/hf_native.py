@@ -1,0 +1,184 @@
+"""Shared machinery of the transformers-native video families.
+
+Encoding a sample: render the paper's prompt through the processor's chat template (character
+spans of every segment known), tokenize with offsets (token spans), let the processor expand the
+video placeholder (expanded ids and pixels), map the spans into expanded coordinates (checking
+that the text around the video is untouched), and capture the decoder's inputs from the model
+itself (the vision tower runs once).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from transformers import AutoProcessor
+
+from flowcheck.data.sample import OPTION_LETTERS, Sample
+from flowcheck.layout import Span, TokenLayout
+from flowcheck.models.base import AdapterError, EncodedSample, ModelAdapter
+from flowcheck.models.capture import capture_decoder_inputs, lm_inputs_from_capture
+from flowcheck.prompt import ANSWER_PREFIX, SYSTEM_MVBENCH, RenderedPrompt, mc_text, render_with_template, token_span
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise AdapterError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}") from None
+
+
+def letter_token_ids(tokenizer, count: int, prefix: str = ANSWER_PREFIX) -> tuple[int, ...]:
+    """The token each option letter becomes right after `prefix`; fails clearly unless it is one token."""
+    base = tokenizer(prefix, add_special_tokens=False).input_ids
+    out = []
+    for letter in OPTION_LETTERS[:count]:
+        ids = tokenizer(prefix + letter, add_special_tokens=False).input_ids
+        if ids[: len(base)] != base or len(ids) != len(base) + 1:
+            raise AdapterError(
+                f"option letter {letter!r} is not a single token after {prefix!r} for this tokenizer "
+                f"({tokenizer.convert_ids_to_tokens(ids[len(base) - 1 :])}); the answer-letter protocol needs one token"
+            )
+        out.append(ids[-1])
+    return tuple(out)
+
+
+def contiguous_run(mask: torch.Tensor, what: str) -> Span:
+    """The single contiguous run of True positions in a 1-D mask."""
+    positions = mask.nonzero().flatten().tolist()
+    if not positions:
+        raise AdapterError(f"the processor output has no {what} tokens")
+    start, end = positions[0], positions[-1] + 1
+    if len(positions) != end - start:
+        raise AdapterError(f"the {what} tokens are not contiguous; flowcheck expects one video block per prompt")
+    return Span(start, end)
+
+
+class HFVideoAdapter(ModelAdapter):
+    """A transformers-native VLM whose processor expands one video placeholder into video tokens."""
+
+    model_class: ClassVar[Any] = None
+    system_prompt: ClassVar[str | None] = SYSTEM_MVBENCH
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **options: Any) -> HFVideoAdapter:
+        if cls.model_class is None:
+            raise AdapterError(f"{cls.__name__} names no model class")
+        revision = options.get("revision")
+        trust = bool(options.get("trust_remote_code", False))
+        processor = AutoProcessor.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust)
+        model = cls.model_class.from_pretrained(
+            name_or_path,
+            revision=revision,
+            dtype=torch_dtype(options.get("dtype", "float32")),
+            attn_implementation=options.get("attn_implementation", "sdpa"),
+            device_map=options.get("device_map"),
+        )
+        if options.get("device_map") is None:
+            model.to(options.get("device", "cpu"))
+        return cls(model, processor, name=name_or_path, num_frames=int(options.get("num_frames", 8)))
+
+    # -- hooks a family may override ------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    def video_token_id(self) -> int:
+        token_id = getattr(self.processor, "video_token_id", None)
+        if token_id is None:
+            token_id = self.tokenizer.convert_tokens_to_ids(self.processor.video_token)
+        return int(token_id)
+
+    def render(self, sample: Sample) -> RenderedPrompt:
+        """The paper's prompt in this family's chat template, with character spans."""
+        return render_with_template(
+            lambda messages: self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
+            mc_text(sample.question, sample.options),
+            system=self.system_prompt,
+        )
+
+    def processor_inputs(self, text: str, frames: np.ndarray) -> dict[str, torch.Tensor]:
+        """Expanded ids and pixel inputs for one prompt and its frames."""
+        return dict(self.processor(text=text, videos=[list(frames)], return_tensors="pt"))
+
+    def frame_spans(self, video: Span, expanded_ids: torch.Tensor, frames: np.ndarray) -> tuple[Span, ...]:
+        """Split the video block into temporal groups (default: equal blocks, one per frame)."""
+        count = len(frames)
+        if len(video) % count:
+            raise AdapterError(f"{len(video)} video tokens do not split evenly into {count} frames")
+        per = len(video) // count
+        return tuple(Span(video.start + i * per, video.start + (i + 1) * per) for i in range(count))
+
+    # -- the shared encoder ------------------------------------------------------------------------
+    def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
+        rendered = self.render(sample)
+        plain = self.tokenizer(rendered.text, return_offsets_mapping=True)
+        ids, offsets = list(plain["input_ids"]), [tuple(o) for o in plain["offset_mapping"]]
+        video_id = self.video_token_id()
+        placeholders = [i for i, t in enumerate(ids) if t == video_id]
+        if len(placeholders) != 1:
+            raise AdapterError(
+                f"the rendered prompt has {len(placeholders)} video placeholders; flowcheck needs exactly one "
+                "(check the chat template renders one video)"
+            )
+        p = placeholders[0]
+        model_inputs = {
+            k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+            for k, v in self.processor_inputs(rendered.text, frames).items()
+        }
+        expanded = model_inputs["input_ids"][0].cpu()
+        video = contiguous_run(expanded == video_id, "video")
+        if expanded[: video.start].tolist() != ids[:p] or expanded[video.end :].tolist() != ids[p + 1 :]:
+            raise AdapterError(
+                "the processor changed the text around the video placeholder; flowcheck cannot map the template "
+                "spans into expanded coordinates for this processor"
+            )
+        shift = len(video) - 1
+
+        def span(name: str) -> Span:
+            start, end = token_span(offsets, rendered.spans[name])
+            if start < p < end:
+                raise AdapterError(f"the {name} segment contains the video placeholder")
+            return Span(start + shift, end + shift) if start > p else Span(start, end)
+
+        n = len(expanded)
+        question = span("question")
+        layout = TokenLayout(
+            n=n,
+            video=video,
+            frames=self.frame_spans(video, expanded, frames),
+            question=question,
+            question_only=span("question_only"),
+            options=tuple(span(f"option:{i}") for i in range(len(sample.options))),
+            true_index=sample.answer_index,
+            system=Span(0, video.start) if video.start > 0 else None,
+            post=Span(question.end, n - 1) if question.end < n - 1 else None,
+        )
+        captured = capture_decoder_inputs(self.model, self.decoder, model_inputs)
+        inputs = lm_inputs_from_capture(captured)
+        self.check_video_rows(inputs, expanded, video)
+        return EncodedSample(sample.id, layout, inputs, self.option_ids(len(sample.options)), expanded)
+
+    def check_video_rows(self, inputs, expanded: torch.Tensor, video: Span) -> None:
+        """The captured embeddings differ from token embeddings exactly on the video block."""
+        with torch.inference_mode():
+            token_embeds = self.decoder.input_embeddings()(expanded.to(self.device)[None].clamp(max=self._vocab() - 1))
+        changed = (inputs.inputs_embeds != token_embeds).any(-1)[0].nonzero().flatten().tolist()
+        if changed and (changed[0] < video.start or changed[-1] >= video.end):
+            raise AdapterError(
+                f"the model merged visual embeddings at positions {changed[0]}..{changed[-1]}, outside the video span "
+                f"{video}; the layout would be wrong"
+            )
+
+    def _vocab(self) -> int:
+        return self.decoder.input_embeddings().weight.shape[0]
+
+    def option_ids(self, count: int) -> tuple[int, ...]:
+        if not hasattr(self, "_letters") or len(self._letters) < count:
+            self._letters = letter_token_ids(self.tokenizer, max(count, 8))
+        return self._letters[:count]
