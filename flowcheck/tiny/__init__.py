@@ -1,0 +1,1 @@
+"""The bundled tiny VideoLLM: a LLaVA-NeXT-Video of miniature size, trained on the synthetic benchmark."""
