@@ -25,6 +25,7 @@ from flowcheck.data.report import Skipped
 from flowcheck.data.sample import Sample
 from flowcheck.edges import PathwaySpec, paper_conditions, parse_layer_range, resolve_conditions, sweep_windows
 from flowcheck.models.base import AdapterError, ModelAdapter
+from flowcheck.models.handle import ModelHandle
 
 
 @dataclass(frozen=True)
@@ -107,18 +108,15 @@ def sample_fingerprint(sample: Sample) -> str:
     return digest.hexdigest()[:24]
 
 
-def pathway_for(adapter: ModelAdapter, plan: AnalysisPlan) -> PathwaySpec:
-    """The plan's spec, else the model's own (config attribute `flowcheck_pathway`), else the 7B spec scaled."""
+def pathway_for(model: ModelHandle, plan: AnalysisPlan) -> PathwaySpec:
+    """The plan's spec, else the paper's scaled 7B spec (per-model specs come through the plan)."""
     if plan.pathway is not None:
         return plan.pathway
-    own = getattr(adapter.model.config, "flowcheck_pathway", None)
-    if own:
-        return PathwaySpec.from_dict({"num_layers": adapter.num_layers, **own}, name=f"{adapter.name} (config)")
-    return scaled_paper_spec(adapter.num_layers)
+    return scaled_paper_spec(model.num_layers)
 
 
 def run_analyses(
-    adapter: ModelAdapter,
+    model: ModelHandle | ModelAdapter,
     samples: Sequence[Sample],
     plan: AnalysisPlan,
     cache: ResultCache,
@@ -126,9 +124,12 @@ def run_analyses(
     dataset: str = "",
     frame_cache: FrameCache | None = None,
     progress: bool = True,
+    compute: bool = True,
 ) -> ModelResults:
-    """All analyses of `plan` for every sample, from the cache where possible."""
-    layers = adapter.num_layers
+    """All analyses of `plan` for every sample, from the cache where possible (weights load only on a miss)."""
+    if isinstance(model, ModelAdapter):
+        model = ModelHandle.from_adapter(model)
+    layers = model.num_layers
     conditions = resolve_conditions(plan.conditions)
     windows = sweep_windows(layers, plan.window, plan.window_style)
     pairs = [(c, w) for c in conditions for w in windows]
@@ -136,12 +137,12 @@ def run_analyses(
         (condition,) = resolve_conditions([name])
         window = parse_layer_range(layer_set, layers)
         pairs.append((condition, type(window)(window.layers, None, f"explicit:{layer_set}")))
-    spec = pathway_for(adapter, plan) if plan.pruning else None
+    spec = pathway_for(model, plan) if plan.pruning else None
     keywords = None
     if plan.logit_lens:
         data = load_keyword_file(plan.logit_lens)
-        keywords = resolve_keywords(adapter.tokenizer, data["lists"])
-    results = ModelResults(adapter.name, adapter.fingerprint(), layers, dataset)
+        keywords = resolve_keywords(model.tokenizer, data["lists"])
+    results = ModelResults(model.name, model.fingerprint(), layers, dataset)
     if spec is not None:
         results.pathway = {
             "name": spec.name,
@@ -156,8 +157,8 @@ def run_analyses(
             "multi_token": keywords.multi_token,
         }
     frames_cache = frame_cache or FrameCache(max_items=8)
-    base_description = {"model": results.fingerprint, "dtype": str(adapter.dtype), "frames": adapter.num_frames}
-    bar = tqdm(samples, desc=f"{Path(adapter.name).name}: {dataset}", unit="sample", disable=not progress)
+    base_description = {"model": results.fingerprint, "dtype": model.dtype, "frames": model.num_frames}
+    bar = tqdm(samples, desc=f"{Path(model.name).name}: {dataset}", unit="sample", disable=not progress)
     for sample in bar:
         try:
             fingerprint = sample_fingerprint(sample)
@@ -186,9 +187,13 @@ def run_analyses(
         stored = {kind: cache.get(kind, key) for kind, key in keys.items()}
         if all(v is not None for v in stored.values()):
             results.cached += 1
+        elif not compute:
+            results.skipped.append(Skipped(sample.id, str(sample.video), "not in the result cache (not computed)"))
+            continue
         else:
+            adapter = model.adapter
             try:
-                frames = frames_cache.get(FrameRequest.of(sample, adapter.num_frames))
+                frames = frames_cache.get(FrameRequest.of(sample, model.num_frames))
                 encoded = adapter.encode(sample, frames)
             except (VideoError, AdapterError) as err:
                 results.skipped.append(Skipped(sample.id, str(sample.video), str(getattr(err, "reason", err))))

@@ -25,7 +25,6 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 OBJECT_COLOURS = ("red", "green", "blue", "yellow")
 SCENE_COLOURS = ("cyan", "magenta", "orange")
 SHAPES = ("square", "circle", "triangle", "diamond")
-FLASH_COLOUR = "white"
 
 
 def _shape_mask(shape: str, size: int) -> np.ndarray:

@@ -16,7 +16,6 @@ from itertools import pairwise
 import numpy as np
 
 from flowcheck.data.synth_render import (
-    FLASH_COLOUR,
     FRAME_SIZE,
     OBJECT_COLOURS,
     OBJECT_SIZE,
@@ -159,25 +158,26 @@ def scene_transition(rng: np.random.Generator) -> list[SynthVideo]:
     ]
 
 
+PULSE_SIZE = 14
+
+
 def action_sequence(rng: np.random.Generator) -> list[SynthVideo]:
-    """Four objects (one per quadrant) each flash once; each twin makes a different object flash first."""
+    """Four objects (one per quadrant) each pulse (grow for one frame) once; each twin has a different first."""
     objs = [_sprite_in_quadrant(rng, q, s, c) for q, (s, c) in enumerate(_objects(rng, 4))]
-    flash_slots = sorted(int(s) for s in rng.choice(SLOTS, size=4, replace=False))
+    pulse_slots = sorted(int(s) for s in rng.choice(SLOTS, size=4, replace=False))
     order = list(rng.permutation(4))
     by_colour = sorted(objs, key=lambda o: OBJECT_COLOURS.index(o.colour))
     options = tuple(f"the {o.name}" for o in by_colour)  # fixed colour order: the letter names the colour
-    question = "Which object flashes first?"
+    question = "Which object pulses first?"
     videos = []
     for shift in range(4):
-        rotated = order[shift:] + order[:shift]  # rotated[i] flashes at flash_slots[i]
+        rotated = order[shift:] + order[:shift]  # rotated[i] pulses at pulse_slots[i]
         frames = []
         for t in range(SLOTS):
-            flashing = {rotated[i] for i, s in enumerate(flash_slots) if s == t}
-            frames.append(render([o.recoloured(FLASH_COLOUR) if i in flashing else o for i, o in enumerate(objs)]))
-        first = objs[rotated[0]]
-        videos.append(
-            SynthVideo(_stack(frames), question, options, options.index(f"the {first.name}"), "action_sequence")
-        )
+            pulsing = {rotated[i] for i, s in enumerate(pulse_slots) if s == t}
+            frames.append(render([o.resized(PULSE_SIZE) if i in pulsing else o for i, o in enumerate(objs)]))
+        answer = options.index(f"the {objs[rotated[0]].name}")
+        videos.append(SynthVideo(_stack(frames), question, options, answer, "action_sequence"))
     return videos
 
 

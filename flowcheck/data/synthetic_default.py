@@ -18,9 +18,9 @@ def synthetic_root(cache: Path | None = None, seed: int = DEFAULT_SEED, per_task
     Generation goes to a private folder renamed into place, so parallel workers never see half a
     benchmark.
     """
-    from flowcheck.data.synth import write_benchmark
+    from flowcheck.data.synth import GENERATOR_VERSION, write_benchmark
 
-    root = (cache or default_cache()) / f"synthetic-seed{seed}-n{per_task}"
+    root = (cache or default_cache()) / f"synthetic-v{GENERATOR_VERSION}-seed{seed}-n{per_task}"
     if (root / "README.md").exists():
         return root
     staging = root.with_name(f"{root.name}.tmp-{os.getpid()}")

@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", type=Path, help="start from this saved model (stage video: the image model)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.01)
@@ -53,9 +53,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--task-weights", default="", help="sampling weights, e.g. object_count=2,scene_transition=0.5")
     p.add_argument("--text-layers", type=int, default=TinyShape.text_layers)
     p.add_argument("--hidden", type=int, default=TinyShape.hidden)
     return p.parse_args(argv)
+
+
+def task_weights(args: argparse.Namespace, tasks: tuple[str, ...]) -> list[float]:
+    """Sampling weight per task from ``name=weight`` pairs (1 for tasks not named)."""
+    given = dict(item.split("=") for item in args.task_weights.split(",") if item)
+    unknown = set(given) - set(tasks)
+    if unknown:
+        raise SystemExit(f"--task-weights names tasks not in this stage: {sorted(unknown)}")
+    return [float(given.get(t, 1.0)) for t in tasks]
 
 
 def learning_rate(step: int, args: argparse.Namespace) -> float:
@@ -122,7 +132,9 @@ def train(args: argparse.Namespace) -> dict:
     bar = tqdm(total=args.steps, initial=step, desc=f"train {args.stage}", unit="step")
     while step < args.steps:
         segment = step // args.eval_every
-        videos = stream(stage["tasks"], seed=args.seed * 1_000_003 + segment)
+        videos = stream(
+            stage["tasks"], seed=args.seed * 1_000_003 + segment, weights=task_weights(args, stage["tasks"])
+        )
         # the segment's data are a pure function of (seed, segment): resuming at a boundary reproduces the run
         videos = itertools.islice(videos, (step - segment * args.eval_every) * args.batch_size, None)
         for _ in range(segment * args.eval_every + args.eval_every - step):

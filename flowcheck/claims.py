@@ -1,0 +1,447 @@
+"""The claims: definitions (data in specs/claims.toml), per-model overrides, and their evaluation.
+
+A claim is evaluated on a `TaskSummary` (the aggregated analyses of one model on one task, or on
+a whole dataset) and gives a `ClaimResult` whose message states the measured values next to the
+thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from flowcheck.analyses.accuracy import AccuracyUnderKnockout
+from flowcheck.analyses.answer_probability import ProbabilityCurves
+from flowcheck.analyses.curves import Curve
+from flowcheck.analyses.logit_lens import LensSummary
+from flowcheck.analyses.pruning import PruningSummary
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class RegistryError(ValueError):
+    """A claims registry file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    name: str
+    claim: str
+    suite: str
+    scope: str
+    tasks: str
+    title: str
+    thresholds: dict[str, float]
+
+
+@dataclass
+class Registry:
+    """Claim definitions, per-model settings (thresholds, strict xfails, paired image model) and gating tolerances."""
+
+    claims: dict[str, ClaimSpec]
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+    def thresholds(self, claim: str, model: str) -> dict[str, float]:
+        base = dict(self.claims[claim].thresholds)
+        base.update(self.models.get(model, {}).get("thresholds", {}).get(claim, {}))
+        return base
+
+    def xfail_reason(self, claim: str, model: str, task: str) -> str | None:
+        """The registered reason why `model` does not show `claim` (on `task`, or on every task)."""
+        xfails = self.models.get(model, {}).get("xfail", {})
+        return xfails.get(f"{claim}[{task}]") or xfails.get(claim)
+
+    def model_setting(self, model: str, key: str, default: Any = None) -> Any:
+        return self.models.get(model, {}).get(key, default)
+
+
+def _read_toml(path: Path | str, text: str | None = None) -> dict:
+    try:
+        return tomllib.loads(text if text is not None else Path(path).read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise RegistryError(f"{path} is not valid TOML: {err}") from None
+
+
+def load_registry(extra: list[Path] | None = None) -> Registry:
+    """The bundled registry, updated by each extra file in order (later files win)."""
+    default_text = resources.files("flowcheck.specs").joinpath("claims.toml").read_text()
+    data = _read_toml("flowcheck/specs/claims.toml", default_text)
+    claims = {}
+    for name, entry in data.get("claims", {}).items():
+        claims[name] = ClaimSpec(
+            name,
+            entry["claim"],
+            entry["suite"],
+            entry["scope"],
+            entry["tasks"],
+            entry["title"],
+            dict(entry.get("thresholds", {})),
+        )
+    registry = Registry(claims, {}, dict(data.get("gating", {}).get("tolerances", {})), ["flowcheck/specs/claims.toml"])
+    _merge_models(registry, data.get("models", {}), "flowcheck/specs/claims.toml")
+    for path in extra or []:
+        path = Path(path)
+        if not path.exists():
+            raise RegistryError(f"claims registry file {path} does not exist")
+        more = _read_toml(path)
+        unknown = set(more) - {"models", "gating"}
+        if unknown:
+            raise RegistryError(
+                f"{path}: unknown table(s) {sorted(unknown)}; a registry file has [models.*] and [gating]"
+            )
+        _merge_models(registry, more.get("models", {}), str(path))
+        registry.tolerances.update(more.get("gating", {}).get("tolerances", {}))
+        registry.sources.append(str(path))
+    return registry
+
+
+def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) -> None:
+    for model, entry in models.items():
+        target = registry.models.setdefault(model, {})
+        for key, value in entry.items():
+            if key in ("thresholds", "xfail"):
+                for claim in value:
+                    base = claim.split("[", 1)[0]
+                    if base not in registry.claims:
+                        raise RegistryError(f"{source}: [models.{model!r}.{key}] names unknown claim {claim!r}")
+                if key == "thresholds":
+                    for claim, overrides in value.items():
+                        known = registry.claims[claim].thresholds
+                        bad = set(overrides) - set(known)
+                        if bad:
+                            raise RegistryError(
+                                f"{source}: unknown threshold(s) {sorted(bad)} for {claim}; known: {sorted(known)}"
+                            )
+                        target.setdefault("thresholds", {}).setdefault(claim, {}).update(overrides)
+                else:
+                    target.setdefault("xfail", {}).update(value)
+            else:
+                target[key] = value
+
+
+# ----------------------------------------------------------------------------------------------
+# What a claim sees
+
+
+@dataclass
+class TaskSummary:
+    """Aggregated analyses of one model on one task (or a whole dataset for dataset-scope claims)."""
+
+    model: str
+    dataset: str
+    task: str
+    num_layers: int
+    n: int
+    n_correct: int
+    curves: dict[str, Curve] = field(default_factory=dict)
+    accuracy: AccuracyUnderKnockout | None = None
+    answer: ProbabilityCurves | None = None
+    lens: LensSummary | None = None
+    pruning: PruningSummary | None = None
+    correctness_change: dict[str, int] = field(default_factory=dict)  # sample id -> knocked - base (first half)
+
+
+@dataclass
+class ClaimResult:
+    claim: str
+    model: str
+    task: str
+    passed: bool
+    measured: dict[str, Any]
+    thresholds: dict[str, Any]
+    message: str
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+class MissingResult(Exception):
+    """The analyses a claim needs were not computed (or had no usable sample)."""
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3)
+    return value
+
+
+def _result(
+    spec: ClaimSpec, summary: TaskSummary, passed: bool, measured: dict, thresholds: dict, why: str
+) -> ClaimResult:
+    measured = {k: _fmt(v) for k, v in measured.items()}
+    shown = ", ".join(f"{k}={v}" for k, v in measured.items())
+    limits = ", ".join(f"{k}={v}" for k, v in thresholds.items())
+    verdict = "holds" if passed else "does not hold"
+    message = (
+        f"{spec.name} {verdict} for {summary.model} on {summary.task}: {why}. Measured {shown}; thresholds {limits}."
+    )
+    return ClaimResult(spec.name, summary.model, summary.task, passed, measured, thresholds, message)
+
+
+def _curve(summary: TaskSummary, condition: str) -> Curve:
+    curve = summary.curves.get(condition)
+    if curve is None or curve.n == 0:
+        raise MissingResult(
+            f"no {condition} curve for {summary.model} on {summary.task} "
+            f"({summary.n_correct} of {summary.n} samples answered correctly)"
+        )
+    return curve
+
+
+def _cross_frame_early(spec, s: TaskSummary, t) -> ClaimResult:
+    c = _curve(s, "cross_frame")
+    limit = t["within_fraction"] * s.num_layers
+    passed = c.minimum <= t["min_change_pct"] and c.argmin < limit
+    return _result(
+        spec,
+        s,
+        passed,
+        {"minimum_pct": c.minimum, "at_layer": c.argmin, "before_layer": limit, "n": c.n},
+        t,
+        "the cross-frame curve's minimum and where it falls",
+    )
+
+
+def _late_flat(spec, s: TaskSummary, t) -> ClaimResult:
+    c = _curve(s, "cross_frame")
+    start = t["from_fraction"] * s.num_layers
+    late = [abs(m) for x, m in zip(c.centers, c.mean, strict=True) if x >= start]
+    worst = max(late) if late else float("nan")
+    return _result(
+        spec,
+        s,
+        bool(late) and worst <= t["max_abs_change_pct"],
+        {"max_abs_late_pct": worst, "from_layer": start},
+        t,
+        "the cross-frame curve in the last quarter",
+    )
+
+
+def _accuracy_drop(spec, s: TaskSummary, t) -> ClaimResult:
+    if s.accuracy is None:
+        raise MissingResult(f"no first-half cross-frame accuracy for {s.model} on {s.task}")
+    a = s.accuracy
+    return _result(
+        spec,
+        s,
+        a.drop_points <= t["max_drop_points"],
+        {
+            "base_acc": a.base,
+            "knocked_acc": a.knocked,
+            "drop_points": a.drop_points,
+            "drop_relative_pct": a.drop_relative,
+            "n": a.n,
+        },
+        t,
+        "accuracy with cross-frame attention blocked in layers [0, L/2) (absolute points)",
+    )
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """One-sided exact sign test: P(X >= wins) for X ~ Binomial(wins + losses, 1/2)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
+
+
+def paired_drop_test(video: Mapping[str, int], image: Mapping[str, int]) -> tuple[int, int, float]:
+    """Per shared sample, did the video model lose more than the image model? (wins, losses, one-sided p)."""
+    shared = sorted(set(video) & set(image))
+    wins = sum(video[k] < image[k] for k in shared)
+    losses = sum(video[k] > image[k] for k in shared)
+    return wins, losses, sign_test_p(wins, losses)
+
+
+def evaluate_video_vs_image(spec: ClaimSpec, video: TaskSummary, image: TaskSummary, t) -> ClaimResult:
+    if not video.correctness_change or not image.correctness_change:
+        raise MissingResult(f"no first-half cross-frame records for {video.model} and its image model on {video.task}")
+    wins, losses, p = paired_drop_test(video.correctness_change, image.correctness_change)
+    measured = {
+        "video_drop_points": video.accuracy.drop_points if video.accuracy else float("nan"),
+        "image_drop_points": image.accuracy.drop_points if image.accuracy else float("nan"),
+        "video_worse_pairs": wins,
+        "image_worse_pairs": losses,
+        "p_value": p,
+        "image_model": image.model,
+    }
+    return _result(
+        spec,
+        video,
+        p <= t["alpha"],
+        measured,
+        t,
+        "paired over samples: does first-half cross-frame blocking hurt the video model more",
+    )
+
+
+def _route_vq(spec, s: TaskSummary, t) -> ClaimResult:
+    c = _curve(s, "video->question")
+    limit = t["within_fraction"] * s.num_layers
+    return _result(
+        spec,
+        s,
+        c.minimum <= t["min_change_pct"] and c.argmin < limit,
+        {"minimum_pct": c.minimum, "at_layer": c.argmin, "before_layer": limit},
+        t,
+        "the Video -/-> Question curve's minimum and where it falls",
+    )
+
+
+def _route_ql(spec, s: TaskSummary, t) -> ClaimResult:
+    c, vq = _curve(s, "question->last"), _curve(s, "video->question")
+    passed = c.minimum <= t["min_change_pct"] and c.argmin > vq.argmin
+    return _result(
+        spec,
+        s,
+        passed,
+        {"minimum_pct": c.minimum, "at_layer": c.argmin, "video_to_question_at": vq.argmin},
+        t,
+        "the Question -/-> Last minimum and whether it comes after the Video -/-> Question one",
+    )
+
+
+def _flat(condition: str) -> Callable:
+    def evaluate(spec, s: TaskSummary, t) -> ClaimResult:
+        c = _curve(s, condition)
+        worst = max(abs(m) for m in c.mean)
+        return _result(
+            spec,
+            s,
+            worst <= t["max_abs_change_pct"],
+            {"max_abs_pct": worst, "n": c.n},
+            t,
+            f"the {condition} curve at every window",
+        )
+
+    return evaluate
+
+
+def _lens(spec, s: TaskSummary, t) -> ClaimResult:
+    if s.lens is None:
+        raise MissingResult(f"no logit-lens results for {s.model} on {s.task}")
+    spatial, temporal = s.lens.mean_layer.get("spatial", math.nan), s.lens.mean_layer.get("temporal", math.nan)
+    if math.isnan(spatial) or math.isnan(temporal):
+        raise MissingResult(
+            f"no keyword hits in the video tokens of {s.model} on {s.task} (hits: {s.lens.hits}); "
+            "the keyword lists may not match this model's vocabulary"
+        )
+    return _result(
+        spec,
+        s,
+        temporal - spatial >= t["min_layer_gap"],
+        {"temporal_mean_layer": temporal, "spatial_mean_layer": spatial, "hits": s.lens.hits},
+        t,
+        "hit-weighted mean layer of temporal vs spatial keywords",
+    )
+
+
+def _ready(spec, s: TaskSummary, t) -> ClaimResult:
+    if s.answer is None:
+        raise MissingResult(f"no answer-probability results for {s.model} on {s.task}")
+    vq = _curve(s, "video->question").argmin
+    before = s.answer.true_mean[:vq] or [s.answer.true_mean[0]]
+    after = s.answer.true_mean[vq:]
+    low, peak = max(before), max(after)
+    passed = low <= t["low_max_pct"] and peak - low >= t["min_rise_pct"]
+    return _result(
+        spec,
+        s,
+        passed,
+        {"max_before_pct": low, "peak_after_pct": peak, "video_to_question_at": vq},
+        t,
+        "true-option probability by layer around the Video -/-> Question minimum",
+    )
+
+
+def _beats(spec, s: TaskSummary, t) -> ClaimResult:
+    if s.answer is None:
+        raise MissingResult(f"no answer-probability results for {s.model} on {s.task}")
+    start = math.ceil(t["from_fraction"] * s.num_layers)
+    margins = [tr - fa for tr, fa in zip(s.answer.true_mean[start:], s.answer.false_max_mean[start:], strict=True)]
+    worst = min(margins) if margins else float("nan")
+    return _result(
+        spec,
+        s,
+        bool(margins) and worst > 0,
+        {"from_layer": start, "min_margin_pct": worst},
+        t,
+        "mean true-option minus best false-option probability from the middle layers on",
+    )
+
+
+def _pruning_summary(s: TaskSummary) -> PruningSummary:
+    if s.pruning is None:
+        raise MissingResult(f"no pruning results for {s.model} on {s.task}")
+    return s.pruning
+
+
+def _edges(spec, s: TaskSummary, t) -> ClaimResult:
+    p = _pruning_summary(s)
+    return _result(
+        spec,
+        s,
+        p.kept_fraction <= t["max_kept_fraction"],
+        {"kept_fraction": p.kept_fraction},
+        t,
+        "share of attention edges the effective pathways keep",
+    )
+
+
+def _parity(spec, s: TaskSummary, t) -> ClaimResult:
+    p = _pruning_summary(s)
+    loss = p.full_accuracy - p.effective_accuracy
+    return _result(
+        spec,
+        s,
+        loss <= t["max_loss_points"],
+        {"full_acc": p.full_accuracy, "effective_acc": p.effective_accuracy, "loss_points": loss, "n": p.n},
+        t,
+        "accuracy with only the effective pathways vs full attention",
+    )
+
+
+def _random(spec, s: TaskSummary, t) -> ClaimResult:
+    p = _pruning_summary(s)
+    loss = p.full_accuracy - p.random_accuracy
+    return _result(
+        spec,
+        s,
+        loss >= t["min_loss_points"],
+        {"full_acc": p.full_accuracy, "random_acc": p.random_accuracy, "loss_points": loss, "n": p.n},
+        t,
+        "accuracy with as many edges blocked at random",
+    )
+
+
+EVALUATORS: dict[str, Callable[[ClaimSpec, TaskSummary, dict], ClaimResult]] = {
+    "cross_frame_early": _cross_frame_early,
+    "cross_frame_late_flat": _late_flat,
+    "cross_frame_accuracy_drop": _accuracy_drop,
+    "route_video_to_question": _route_vq,
+    "route_question_to_last": _route_ql,
+    "route_no_direct_video_to_last": _flat("video->last"),
+    "route_last_to_last_flat": _flat("last->last"),
+    "temporal_concepts_late": _lens,
+    "answer_ready_after_integration": _ready,
+    "true_option_beats_false": _beats,
+    "pruning_edges_kept": _edges,
+    "pruning_parity": _parity,
+    "random_pruning_hurts": _random,
+}
+
+
+def evaluate(registry: Registry, claim: str, summary: TaskSummary) -> ClaimResult:
+    """Evaluate one claim (not the paired image comparison, see `evaluate_video_vs_image`)."""
+    spec = registry.claims[claim]
+    return EVALUATORS[claim](spec, summary, registry.thresholds(claim, summary.model))

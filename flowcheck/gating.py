@@ -1,0 +1,87 @@
+"""Checkpoint gating: a model's key numbers as a tolerant numeric snapshot (a syrupy extension).
+
+`key_numbers` flattens a model's summaries into ``{kind: {metric: value}}``; the kinds
+(``accuracy``, ``change_pct``, ``layer``, ``probability``, ``fraction``) carry the tolerances of
+the claims registry's ``[gating.tolerances]``. The extension stores one JSON file per gate name
+(the model, or the baseline chosen with ``--flow-baseline``) and matches within tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from flowcheck.claims import TaskSummary
+
+
+def key_numbers(summaries: Mapping[str, Mapping[str, TaskSummary]]) -> dict[str, dict[str, float]]:
+    """{kind: {"<dataset>/<task>/<metric>": value}} of the numbers a checkpoint is gated on."""
+    out: dict[str, dict[str, float]] = {k: {} for k in ("accuracy", "change_pct", "layer", "probability", "fraction")}
+    for dataset, per_task in sorted(summaries.items()):
+        for task, s in sorted(per_task.items()):
+            where = f"{dataset}/{task}"
+            if task != "all" and s.n:
+                out["accuracy"][f"{where}/base_accuracy"] = 100 * s.n_correct / s.n
+            for condition, curve in sorted(s.curves.items()) if task != "all" else ():
+                out["change_pct"][f"{where}/{condition}/minimum"] = curve.minimum
+                out["layer"][f"{where}/{condition}/argmin"] = curve.argmin
+            if s.accuracy is not None and task != "all":
+                out["accuracy"][f"{where}/cross_frame_first_half"] = s.accuracy.knocked
+            if s.answer is not None and task != "all":
+                out["probability"][f"{where}/true_option_last_layer"] = s.answer.true_mean[-1]
+            if s.lens is not None and task == "all":
+                for name, layer in s.lens.mean_layer.items():
+                    if not math.isnan(layer):
+                        out["layer"][f"{where}/lens_mean_layer/{name}"] = layer
+            if s.pruning is not None and task == "all":
+                out["accuracy"][f"{where}/pruning/full"] = s.pruning.full_accuracy
+                out["accuracy"][f"{where}/pruning/effective"] = s.pruning.effective_accuracy
+                out["accuracy"][f"{where}/pruning/random"] = s.pruning.random_accuracy
+                out["fraction"][f"{where}/pruning/kept_fraction"] = s.pruning.kept_fraction
+    return {k: {m: round(float(v), 4) for m, v in d.items()} for k, d in out.items() if d}
+
+
+def drift(current: Mapping[str, Mapping[str, float]], baseline: Mapping[str, Mapping[str, float]],
+          tolerances: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Every metric outside tolerance (or present on one side only), as readable lines."""
+    problems = []
+    for kind in sorted(set(current) | set(baseline)):
+        tol = tolerances.get(kind, {})
+        cur, base = current.get(kind, {}), baseline.get(kind, {})
+        for metric in sorted(set(cur) | set(base)):
+            if metric not in cur:
+                problems.append(f"{kind} {metric}: in the baseline ({base[metric]}) but not measured now")
+                continue
+            if metric not in base:
+                problems.append(f"{kind} {metric}: measured ({cur[metric]}) but not in the baseline")
+                continue
+            a, b = cur[metric], base[metric]
+            allowed = max(tol.get("abs", 0.0), tol.get("rel", 0.0) * abs(b))
+            if abs(a - b) > allowed + 1e-12:
+                problems.append(f"{kind} {metric}: {a} vs baseline {b} (|diff| {abs(a - b):.4g} > {allowed:.4g})")
+    return problems
+
+
+class TolerantNumbers(JSONSnapshotExtension):
+    """JSON snapshots compared within per-kind tolerances; one file per gate name, whatever the test's parameters."""
+
+    tolerances: dict[str, dict[str, float]] = {}
+    last_problems: list[str] = []
+
+    @classmethod
+    def get_snapshot_name(cls, *, test_location, index=0) -> str:
+        return f"{test_location.methodname}-{index}"
+
+    def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
+        current, baseline = json.loads(serialized_data), json.loads(snapshot_data)
+        type(self).last_problems = drift(current, baseline, self.tolerances)
+        return not self.last_problems
+
+
+def extension_with(tolerances: Mapping[str, Mapping[str, float]]) -> type[TolerantNumbers]:
+    """A TolerantNumbers subclass bound to the registry's tolerances."""
+    return type("TolerantNumbersWithTolerances", (TolerantNumbers,), {"tolerances": dict(tolerances)})

@@ -1,0 +1,8 @@
+"""C3 — temporal concepts emerge in video tokens later than spatial ones."""
+
+import pytest
+
+
+@pytest.mark.flowcheck_claim("temporal_concepts_late")
+def test_logit_lens_temporal_concepts_late(flow_case, flow_claim):
+    flow_claim()
