@@ -45,8 +45,11 @@ def key_numbers(summaries: Mapping[str, Mapping[str, TaskSummary]]) -> dict[str,
     return {k: {m: round(float(v), 4) for m, v in d.items()} for k, d in out.items() if d}
 
 
-def drift(current: Mapping[str, Mapping[str, float]], baseline: Mapping[str, Mapping[str, float]],
-          tolerances: Mapping[str, Mapping[str, float]]) -> list[str]:
+def drift(
+    current: Mapping[str, Mapping[str, float]],
+    baseline: Mapping[str, Mapping[str, float]],
+    tolerances: Mapping[str, Mapping[str, float]],
+) -> list[str]:
     """Every metric outside tolerance (or present on one side only), as readable lines."""
     problems = []
     for kind in sorted(set(current) | set(baseline)):

@@ -155,17 +155,25 @@ def score_plain(
 STRATEGIES: dict[str, Callable[..., tuple[Scored, list[Scored]]]] = {"plain": score_plain}
 
 
+def _register_fast() -> None:
+    from flowcheck.engine.fast import score_fast
+
+    STRATEGIES["fast"] = score_fast
+
+
 def score(
     decoder: Decoder,
     inputs: LMInputs,
     knockouts: Sequence[Knockout],
     watch_ids: Sequence[int],
     *,
-    strategy: str = "plain",
+    strategy: str = "fast",
     progress: Callable[[int], None] | None = None,
     **options: Any,
 ) -> tuple[Scored, list[Scored]]:
     """Baseline and knocked-out scores of one sample; `strategy` picks the implementation."""
+    if "fast" not in STRATEGIES:
+        _register_fast()
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown scoring strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
     return STRATEGIES[strategy](decoder, inputs, knockouts, watch_ids, progress=progress, **options)
