@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from syrupy.extensions.json import JSONSnapshotExtension
 
@@ -72,8 +72,8 @@ def drift(
 class TolerantNumbers(JSONSnapshotExtension):
     """JSON snapshots compared within per-kind tolerances; one file per gate name, whatever the test's parameters."""
 
-    tolerances: dict[str, dict[str, float]] = {}
-    last_problems: list[str] = []
+    tolerances: ClassVar[dict[str, dict[str, float]]] = {}
+    last_problems: ClassVar[list[str]] = []
 
     @classmethod
     def get_snapshot_name(cls, *, test_location, index=0) -> str:

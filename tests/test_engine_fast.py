@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_engine import vlm_lm_inputs
 from tiny import VOCAB, text_prompt, tiny_llama, tiny_llava_next_video, tiny_qwen2, video_prompt
 
 from flowcheck.edges import Condition, make_window, paper_conditions, random_blocked_mask
 from flowcheck.engine import Knockout, condition_knockout, embed_text, find_decoder, score
 from flowcheck.engine import fast as fast_module
-from test_engine import vlm_lm_inputs
 
 WATCH = list(range(VOCAB))
 

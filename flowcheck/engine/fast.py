@@ -154,8 +154,8 @@ def score_fast(
     base = Baseline(decoder, inputs)
     if not self_check(decoder, base, inputs):
         warnings.warn(
-            f"flowcheck: the fast engine could not reproduce {type(decoder.module).__name__}'s baseline from its cache; "
-            "falling back to one full forward per knockout",
+            f"flowcheck: the fast engine could not reproduce {type(decoder.module).__name__}'s baseline from its "
+            "cache; falling back to one full forward per knockout",
             stacklevel=2,
         )
         return score_plain(decoder, inputs, knockouts, watch_ids, progress=progress)
