@@ -88,3 +88,8 @@ class TolerantNumbers(JSONSnapshotExtension):
 def extension_with(tolerances: Mapping[str, Mapping[str, float]]) -> type[TolerantNumbers]:
     """A TolerantNumbers subclass bound to the registry's tolerances."""
     return type("TolerantNumbersWithTolerances", (TolerantNumbers,), {"tolerances": dict(tolerances)})
+
+
+def gate_name(model: str) -> str:
+    """A file-system-safe gate name for a model (its registry name, hub id or folder)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model.rstrip("/").split("/")[-1])

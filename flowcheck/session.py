@@ -168,3 +168,14 @@ class FlowSession:
                 results, None if case.task == "all" else case.task, seed=self.options.seed
             )
         return self._summaries[case]
+
+    def gate_numbers(self, model: str) -> dict[str, dict[str, float]]:
+        """The model's key numbers over every dataset and task of the run (for checkpoint gating)."""
+        from flowcheck.gating import key_numbers
+
+        per_dataset = {}
+        for dataset in self.options.data:
+            results = self.results(model, dataset)
+            tasks = [*results.tasks(), "all"]
+            per_dataset[dataset] = {t: self.summary(Case(model, dataset, t)) for t in tasks}
+        return key_numbers(per_dataset)

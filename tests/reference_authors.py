@@ -34,10 +34,12 @@ def authors_last_probs(
     forward_kwargs: dict,
     pairs: Sequence[tuple[Iterable[int], Iterable[int]]],
     layers: Iterable[int],
+    attention: str = "eager",
 ) -> torch.Tensor:
-    """Softmax over the vocabulary at the last position with `pairs` blocked in `layers` (eager)."""
+    """Softmax over the vocabulary at the last position with `pairs` blocked in `layers` (eager by default;
+    ``attention="sdpa"`` runs the same protocol with sdpa kernels)."""
     previous = model.config._attn_implementation
-    model.set_attn_implementation("eager")
+    model.set_attn_implementation(attention)
     decoder_layers, text_config = _decoder_layers(model)
     n = forward_kwargs["input_ids"].shape[1]
     dtype = next(model.parameters()).dtype
