@@ -39,7 +39,8 @@ def letter_token_ids(tokenizer, count: int, prefix: str = ANSWER_PREFIX) -> tupl
     out = []
     for letter in OPTION_LETTERS[:count]:
         ids = tokenizer(prefix + letter, add_special_tokens=False).input_ids
-        if ids[: len(base)] != base or len(ids) != len(base) + 1:
+        unknown = ids[-1:] == [tokenizer.unk_token_id] if tokenizer.unk_token_id is not None else False
+        if ids[: len(base)] != base or len(ids) != len(base) + 1 or unknown:
             raise AdapterError(
                 f"option letter {letter!r} is not a single token after {prefix!r} for this tokenizer "
                 f"({tokenizer.convert_ids_to_tokens(ids[len(base) - 1 :])}); the answer-letter protocol needs one token"

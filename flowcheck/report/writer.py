@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flowcheck import __version__
@@ -82,7 +82,7 @@ def collect_summaries(session, entries: Sequence[Mapping]) -> dict[tuple[str, st
     return out
 
 
-def _figures(session, summaries, run_dir: Path) -> list[tuple[str, str, str]]:
+def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> list[tuple[str, str, str]]:
     """Draw every figure; returns (title, file name, caption)."""
     figures = []
     families = condition_families()
@@ -93,7 +93,7 @@ def _figures(session, summaries, run_dir: Path) -> list[tuple[str, str, str]]:
         tasks = temporal_tasks(dataset, [t for t in per_task if t != "all"]) or [t for t in per_task if t != "all"]
         layers = next(iter(per_task.values())).num_layers
         stem = f"{_label(model)}-{dataset}"
-        image = session.registry.model_setting(model, "image_model")
+        image = pairs.get(model)
         image_tasks = summaries.get((image, dataset), {}) if image else {}
         panels = []
         for task in tasks:
@@ -230,38 +230,105 @@ def _metadata(session, summaries, started: float, root: Path) -> dict:
     }
 
 
-def write_report(session, entries: Sequence[Mapping], *, started: float, root: Path | None = None) -> tuple[Path, str]:
-    """Write the run's report; returns its path and a one-line summary."""
+@dataclass
+class ReportData:
+    """Everything a report shows; `results.json` is this, serialised, so a report can be re-rendered."""
+
+    metadata: dict
+    claims: list[dict]
+    summaries: dict[tuple[str, str], dict[str, TaskSummary]]
+    skipped: list[tuple[str, str, str]]
+    image_models: dict[str, str] = field(default_factory=dict)
+    paper_models: dict[str, str] = field(default_factory=dict)
+    video_tokens: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "metadata": self.metadata,
+            "claims": self.claims,
+            "summaries": {
+                f"{m}|{d}|{t}": summary_to_dict(s) for (m, d), per in self.summaries.items() for t, s in per.items()
+            },
+            "skipped": [{"sample_id": a, "file": b, "reason": c} for a, b, c in self.skipped],
+            "image_models": self.image_models,
+            "paper_models": self.paper_models,
+            "video_tokens": self.video_tokens,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ReportData:
+        summaries: dict[tuple[str, str], dict[str, TaskSummary]] = defaultdict(dict)
+        for key, value in data["summaries"].items():
+            model, dataset, task = key.rsplit("|", 2)
+            summaries[(model, dataset)][task] = summary_from_dict(value, model, dataset, task)
+        return cls(
+            data["metadata"],
+            data["claims"],
+            dict(summaries),
+            [(s["sample_id"], s["file"], s["reason"]) for s in data.get("skipped", [])],
+            data.get("image_models", {}),
+            data.get("paper_models", {}),
+            data.get("video_tokens", {}),
+        )
+
+
+def gather(session, entries: Sequence[Mapping], *, started: float, root: Path | None = None) -> ReportData:
+    """Collect a finished run's report data from the session (results memoised or read from the cache)."""
     root = root or Path.cwd()
-    run_dir = Path(session.options.report_dir) / time.strftime("%Y%m%d-%H%M%S")
+    summaries = collect_summaries(session, entries)
+    models = {m for m, _ in summaries}
+    video_tokens, skipped = {}, []
+    for model, dataset in summaries:
+        results = session.results(model, dataset, compute=False)
+        video_tokens[model] = len(results.baselines[0].token_layout.video)
+        skipped += [(s.sample_id, s.file, s.reason) for s in results.skipped]
+    for report in session.reports.values():
+        skipped += [(s.sample_id, s.file, s.reason) for s in report.skipped]
+    return ReportData(
+        metadata=_metadata(session, summaries, started, root),
+        claims=[dict(e) for e in entries],
+        summaries=summaries,
+        skipped=sorted(set(skipped)),
+        image_models={
+            m: session.registry.model_setting(m, "image_model")
+            for m in models
+            if session.registry.model_setting(m, "image_model")
+        },
+        paper_models={
+            m: session.registry.model_setting(m, "paper_model")
+            for m in models
+            if session.registry.model_setting(m, "paper_model")
+        },
+        video_tokens=video_tokens,
+    )
+
+
+def new_run_dir(report_dir: Path) -> Path:
+    run_dir = Path(report_dir) / time.strftime("%Y%m%d-%H%M%S")
     suffix = 1
     while run_dir.exists():
         run_dir = run_dir.with_name(f"{run_dir.name.split('.')[0]}.{suffix}")
         suffix += 1
     run_dir.mkdir(parents=True)
-    summaries = collect_summaries(session, entries)
-    figures = _figures(session, summaries, run_dir)
-    meta = _metadata(session, summaries, started, root)
+    return run_dir
+
+
+def summary_line(claims: Sequence[Mapping]) -> str:
     counts = defaultdict(int)
-    for e in entries:
+    for e in claims:
         counts[e.get("outcome", "unknown")] += 1
-    line = (
-        f"{len(entries)} claim checks: {counts['passed']} passed, {counts['failed']} failed, "
+    return (
+        f"{len(claims)} claim checks: {counts['passed']} passed, {counts['failed']} failed, "
         f"{counts['xfailed']} expected failures"
     )
-    paper_model_of = {m: session.registry.model_setting(m, "paper_model", "") for m, _ in summaries}
-    video_tokens = {}
-    for model, dataset in summaries:
-        layout = session.results(model, dataset, compute=False).baselines[0].token_layout
-        video_tokens[model] = len(layout.video)
-    skipped = []
-    for model, dataset in summaries:
-        skipped += [(s.sample_id, s.file, s.reason) for s in session.results(model, dataset, compute=False).skipped]
-    for report in session.reports.values():
-        skipped += [
-            (s.sample_id, s.file, s.reason) for s in report.skipped if (s.sample_id, s.file, s.reason) not in skipped
-        ]
 
+
+def render(data: ReportData, run_dir: Path) -> str:
+    """Write REPORT.md, the figures and results.json into `run_dir`; returns the markdown."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta, entries, summaries = data.metadata, data.claims, data.summaries
+    figures = _figures(data.image_models, summaries, run_dir)
+    line = summary_line(entries)
     md = [f"# flowcheck report — {meta['date']}", "", f"**{line}.**", ""]
     md += ["## Run", "", "| | |", "|---|---|"]
     md += [
@@ -274,19 +341,19 @@ def write_report(session, entries: Sequence[Mapping], *, started: float, root: P
     for model, info in meta["models"].items():
         md.append(f"| model `{model}` | " + ", ".join(f"{k}: {v}" for k, v in info.items()) + " |")
     for name, info in meta["datasets"].items():
-        loaded = info.get("loaded", "?")
         md.append(
-            f"| dataset `{name}` | {loaded} samples from {info.get('root')}, {len(info.get('skipped', []))} skipped |"
+            f"| dataset `{name}` | {info.get('loaded', '?')} samples from {info.get('root')}, "
+            f"{len(info.get('skipped', []))} skipped |"
         )
     md += ["", "## Claims", "", claims_table(entries), ""]
     if summaries:
         md += [
             "## Table 2 — accuracy drop with cross-frame attention blocked in layers [0, L/2)",
             "",
-            "Points of first-token accuracy over all samples (relative % in brackets); the paper's values in braces "
-            "(it does not say whether they are points or relative %).",
+            "Points of first-token accuracy over all samples (relative % in brackets); the paper's values in "
+            "braces (it does not say whether they are points or relative %).",
             "",
-            table2(summaries, paper_model_of),
+            table2(summaries, data.paper_models),
             "",
         ]
         if any(t.get("all") and t["all"].pruning for t in summaries.values()):
@@ -295,32 +362,34 @@ def write_report(session, entries: Sequence[Mapping], *, started: float, root: P
                 "",
                 "Edges: causal (query, key) pairs of one head summed over layers, mean per sample; accuracy in %.",
                 "",
-                table3(summaries, paper_model_of, video_tokens),
+                table3(summaries, data.paper_models, data.video_tokens),
                 "",
             ]
     if figures:
         md += ["## Figures", ""]
         for title, name, caption in figures:
             md += [f"### {title}", "", f"![{title}]({name})", "", caption, ""]
-    if skipped:
-        md += ["## Skipped samples", "", skipped_table(skipped), ""]
+    if data.skipped:
+        md += ["## Skipped samples", "", skipped_table(data.skipped), ""]
     text = "\n".join(md)
     (run_dir / "REPORT.md").write_text(text)
-    results = {
-        "metadata": meta,
-        "claims": list(entries),
-        "summaries": {f"{m}|{d}|{t}": _summary_dict(s) for (m, d), per in summaries.items() for t, s in per.items()},
-        "skipped": [{"sample_id": a, "file": b, "reason": c} for a, b, c in skipped],
-    }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (run_dir / "results.json").write_text(json.dumps(data.to_json(), indent=1, default=str))
+    return text
+
+
+def write_report(session, entries: Sequence[Mapping], *, started: float, root: Path | None = None) -> tuple[Path, str]:
+    """Write the run's report under the report directory; returns its path and a one-line summary."""
+    data = gather(session, entries, started=started, root=root)
+    run_dir = new_run_dir(Path(session.options.report_dir))
+    text = render(data, run_dir)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a") as fh:
             fh.write(text.split("## Figures")[0] + "\n")
-    return run_dir / "REPORT.md", line
+    return run_dir / "REPORT.md", summary_line(entries)
 
 
-def _summary_dict(s: TaskSummary) -> dict:
+def summary_to_dict(s: TaskSummary) -> dict:
     return {
         "n": s.n,
         "n_correct": s.n_correct,
@@ -331,3 +400,34 @@ def _summary_dict(s: TaskSummary) -> dict:
         "logit_lens": asdict(s.lens) if s.lens else None,
         "pruning": s.pruning.to_dict() if s.pruning else None,
     }
+
+
+def summary_from_dict(d: dict, model: str, dataset: str, task: str) -> TaskSummary:
+    """Inverse of `summary_to_dict`."""
+    from flowcheck.analyses.accuracy import AccuracyUnderKnockout
+    from flowcheck.analyses.answer_probability import ProbabilityCurves
+    from flowcheck.analyses.curves import Curve
+    from flowcheck.analyses.logit_lens import LensSummary
+    from flowcheck.analyses.pruning import PruningSummary
+
+    def only(cls, values):
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    lens = None
+    if d.get("logit_lens"):
+        lens = only(LensSummary, d["logit_lens"])
+        lens.bins = [tuple(b) for b in lens.bins]
+    return TaskSummary(
+        model=model,
+        dataset=dataset,
+        task=task,
+        num_layers=d["num_layers"],
+        n=d["n"],
+        n_correct=d["n_correct"],
+        curves={k: only(Curve, v) for k, v in d.get("curves", {}).items()},
+        accuracy=only(AccuracyUnderKnockout, d["accuracy"]) if d.get("accuracy") else None,
+        answer=only(ProbabilityCurves, d["answer_probability"]) if d.get("answer_probability") else None,
+        lens=lens,
+        pruning=only(PruningSummary, d["pruning"]) if d.get("pruning") else None,
+    )
