@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from tiny_checkpoint import save_tiny_checkpoint, synthetic_sample
 
 import flowcheck
