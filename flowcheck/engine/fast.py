@@ -55,11 +55,24 @@ class Baseline:
     """One cached forward: the KV cache, the residual entering every layer, and the last-position logits."""
 
     def __init__(self, decoder: Decoder, inputs: LMInputs) -> None:
-        out = decoder.module(
-            **inputs.kwargs(), attention_mask=no_padding(inputs), use_cache=True, output_hidden_states=True
-        )
+        # The residual entering each layer is read with pre-hooks, not from output_hidden_states: what a
+        # layer receives is what a suffix forward must start from (e.g. Qwen3-VL adds deepstack features
+        # between layers, after the hidden states are recorded).
+        self.hidden: list[torch.Tensor | None] = [None] * decoder.num_layers
+
+        def keep(index: int):
+            def hook(_module, args, kwargs):
+                self.hidden[index] = args[0] if args else kwargs["hidden_states"]
+
+            return hook
+
+        handles = [layer.register_forward_pre_hook(keep(i), with_kwargs=True) for i, layer in enumerate(decoder.layers)]
+        try:
+            out = decoder.module(**inputs.kwargs(), attention_mask=no_padding(inputs), use_cache=True)
+        finally:
+            for handle in handles:
+                handle.remove()
         self.cache = out.cache if hasattr(out, "cache") else out.past_key_values
-        self.hidden = out.hidden_states  # L + 1 entries; entry l is the input of layer l
         self.logits = decoder.lm_head(out.last_hidden_state[:, -1])
         self.layers = [(layer.keys, layer.values) for layer in self.cache.layers]
 
@@ -76,13 +89,11 @@ class Baseline:
 
 def _suffix_logits(decoder: Decoder, base: Baseline, inputs: LMInputs, p: int, a: int, rows: int) -> torch.Tensor:
     """Last-position logits of `rows` copies of positions >= p recomputed from layer a (under any active knockout)."""
-    suffix = inputs.suffix(p)
+    suffix = inputs.suffix(p, a, rows)
     hidden = base.hidden[a][:, p:]
-    if rows > 1:
-        hidden = hidden.expand(rows, *hidden.shape[1:])
+    # a copy: some decoders update hidden states in place (Qwen3-VL's deepstack), which must not reach the baseline
+    hidden = hidden.clone() if rows == 1 else hidden.expand(rows, *hidden.shape[1:]).clone()
     kwargs = {**suffix.kwargs(), "inputs_embeds": hidden}
-    if suffix.position_ids is not None and rows > 1:
-        kwargs["position_ids"] = suffix.position_ids.expand(*suffix.position_ids.shape[:-2], rows, -1)
     cache = base.prefix_cache(decoder, p, rows)
     mask = torch.ones(rows, inputs.n, dtype=torch.long, device=hidden.device)
     with bypass_layers(decoder, a):

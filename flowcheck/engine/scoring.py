@@ -28,15 +28,16 @@ class LMInputs:
 
     `position_ids` is [1, n] or, for multimodal rotary models, [k, 1, n]; `extra` holds further
     decoder keyword arguments (e.g. Qwen3-VL's ``visual_pos_masks`` and
-    ``deepstack_visual_embeds``). `slice_extra(extra, start)` returns the extras for positions
-    ``>= start`` (used when only a suffix is recomputed); the default slices tensors whose
-    second dimension is the sequence.
+    ``deepstack_visual_embeds``). When only a suffix is recomputed (positions >= start, from
+    layer `first_layer` on, as `rows` batch rows), `suffix_extra(extra, start, first_layer, rows)`
+    gives the extras; the default slices tensors whose second dimension is the sequence and
+    repeats them over the rows.
     """
 
     inputs_embeds: torch.Tensor
     position_ids: torch.Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    slice_extra: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
+    suffix_extra: Callable[[dict[str, Any], int, int, int], dict[str, Any]] | None = None
 
     @property
     def n(self) -> int:
@@ -48,22 +49,26 @@ class LMInputs:
             out["position_ids"] = self.position_ids
         return out
 
-    def suffix(self, start: int) -> LMInputs:
-        """The inputs of positions ``>= start`` (for a forward on top of a cache of the prefix)."""
-        n = self.n
-        if self.slice_extra is not None:
-            extra = self.slice_extra(self.extra, start)
+    def suffix(self, start: int, first_layer: int = 0, rows: int = 1) -> LMInputs:
+        """The inputs of positions ``>= start`` as `rows` batch rows (for a forward on top of a prefix cache)."""
+        if self.suffix_extra is not None:
+            extra = self.suffix_extra(self.extra, start, first_layer, rows)
         else:
-            extra = {
-                k: v[:, start:] if isinstance(v, torch.Tensor) and v.dim() >= 2 and v.shape[1] == n else v
-                for k, v in self.extra.items()
-            }
-        return LMInputs(
-            self.inputs_embeds[:, start:],
-            None if self.position_ids is None else self.position_ids[..., start:],
-            extra,
-            self.slice_extra,
-        )
+            extra = {k: _rows(v[:, start:], rows) if _is_sequence(v, self.n) else v for k, v in self.extra.items()}
+        positions = None
+        if self.position_ids is not None:
+            positions = self.position_ids[..., start:]
+            if rows > 1:
+                positions = positions.expand(*positions.shape[:-2], rows, positions.shape[-1])
+        return LMInputs(_rows(self.inputs_embeds[:, start:], rows), positions, extra, self.suffix_extra)
+
+
+def _is_sequence(value: Any, n: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[1] == n
+
+
+def _rows(value: torch.Tensor, rows: int) -> torch.Tensor:
+    return value if rows == 1 else value.expand(rows, *value.shape[1:])
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ itself (the vision tower runs once).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,15 +50,26 @@ def letter_token_ids(tokenizer, count: int, prefix: str = ANSWER_PREFIX) -> tupl
     return tuple(out)
 
 
-def contiguous_run(mask: torch.Tensor, what: str) -> Span:
-    """The single contiguous run of True positions in a 1-D mask."""
-    positions = mask.nonzero().flatten().tolist()
-    if not positions:
-        raise AdapterError(f"the processor output has no {what} tokens")
-    start, end = positions[0], positions[-1] + 1
-    if len(positions) != end - start:
-        raise AdapterError(f"the {what} tokens are not contiguous; flowcheck expects one video block per prompt")
-    return Span(start, end)
+def _runs(positions: list[int]) -> list[Span]:
+    """Contiguous runs of sorted positions."""
+    runs: list[Span] = []
+    for pos in positions:
+        if runs and runs[-1].end == pos:
+            runs[-1] = Span(runs[-1].start, pos + 1)
+        else:
+            runs.append(Span(pos, pos + 1))
+    return runs
+
+
+def _common_ends(short: list[int], long: list[int]) -> tuple[int, int]:
+    """Lengths of the common prefix and of the common suffix of two id lists (not overlapping in `short`)."""
+    head = 0
+    while head < len(short) and head < len(long) and short[head] == long[head]:
+        head += 1
+    tail = 0
+    while tail < len(short) - head and tail < len(long) - head and short[-1 - tail] == long[-1 - tail]:
+        tail += 1
+    return head, tail
 
 
 class HFVideoAdapter(ModelAdapter):
@@ -107,13 +119,31 @@ class HFVideoAdapter(ModelAdapter):
         """Expanded ids and pixel inputs for one prompt and its frames."""
         return dict(self.processor(text=text, videos=[list(frames)], return_tensors="pt"))
 
-    def frame_spans(self, video: Span, expanded_ids: torch.Tensor, frames: np.ndarray) -> tuple[Span, ...]:
-        """Split the video block into temporal groups (default: equal blocks, one per frame)."""
-        count = len(frames)
-        if len(video) % count:
-            raise AdapterError(f"{len(video)} video tokens do not split evenly into {count} frames")
-        per = len(video) // count
-        return tuple(Span(video.start + i * per, video.start + (i + 1) * per) for i in range(count))
+    def temporal_groups(self, model_inputs: dict[str, Any], frames: np.ndarray) -> int:
+        """How many temporal groups one block of video tokens holds (default: one per frame)."""
+        return len(frames)
+
+    def frame_spans(
+        self, video: Span, blocks: list[Span], model_inputs: dict[str, Any], frames: np.ndarray
+    ) -> tuple[Span, ...]:
+        """Temporal groups partitioning the video span.
+
+        One block of video tokens is split into equal groups (`temporal_groups`); several blocks
+        (frames interleaved with timestamps or separators) are one group each, every group
+        starting right after the previous one's tokens, so it carries its own separator text (the
+        authors' convention for VideoLLaMA3).
+        """
+        if len(blocks) == 1:
+            count = self.temporal_groups(model_inputs, frames)
+            block = blocks[0]
+            if len(block) % count:
+                raise AdapterError(f"{len(block)} video tokens do not split evenly into {count} temporal groups")
+            per = len(block) // count
+            groups = [Span(block.start + i * per, block.start + (i + 1) * per) for i in range(count)]
+        else:
+            groups = blocks
+        bounds = [video.start] + [g.end for g in groups[:-1]] + [video.end]
+        return tuple(Span(a, b) for a, b in pairwise(bounds))
 
     # -- the shared encoder ------------------------------------------------------------------------
     def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
@@ -133,26 +163,31 @@ class HFVideoAdapter(ModelAdapter):
             for k, v in self.processor_inputs(rendered.text, frames).items()
         }
         expanded = model_inputs["input_ids"][0].cpu()
-        video = contiguous_run(expanded == video_id, "video")
-        if expanded[: video.start].tolist() != ids[:p] or expanded[video.end :].tolist() != ids[p + 1 :]:
-            raise AdapterError(
-                "the processor changed the text around the video placeholder; flowcheck cannot map the template "
-                "spans into expanded coordinates for this processor"
-            )
-        shift = len(video) - 1
+        head, tail = _common_ends(ids, expanded.tolist())
+        head, tail = min(head, p), min(tail, len(ids) - p - 1)  # the placeholder itself may repeat in the expansion
+        if ids[:head] != expanded[:head].tolist() or (tail and ids[-tail:] != expanded[-tail:].tolist()):
+            raise AdapterError("the processor's expanded ids do not contain the prompt around the video placeholder")
+        video = Span(head, len(expanded) - tail)
+        blocks = _runs((expanded == video_id).nonzero().flatten().tolist())
+        if not blocks or blocks[0].start < video.start or blocks[-1].end > video.end:
+            raise AdapterError("the processor placed video tokens outside the expanded placeholder region")
+        shift = len(expanded) - len(ids)
+        first_after = len(ids) - tail  # unexpanded index of the first token after the expanded region
 
         def span(name: str) -> Span:
             start, end = token_span(offsets, rendered.spans[name])
-            if start < p < end:
-                raise AdapterError(f"the {name} segment contains the video placeholder")
-            return Span(start + shift, end + shift) if start > p else Span(start, end)
+            if end <= head:
+                return Span(start, end)
+            if start >= first_after:
+                return Span(start + shift, end + shift)
+            raise AdapterError(f"the {name} segment overlaps the region the processor expands around the video")
 
         n = len(expanded)
         question = span("question")
         layout = TokenLayout(
             n=n,
             video=video,
-            frames=self.frame_spans(video, expanded, frames),
+            frames=self.frame_spans(video, blocks, model_inputs, frames),
             question=question,
             question_only=span("question_only"),
             options=tuple(span(f"option:{i}") for i in range(len(sample.options))),

@@ -1,0 +1,82 @@
+"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL (transformers-native).
+
+The processor expands ``<|video_pad|>`` into temporal groups of merged patches (two frames per
+group with the default temporal patch size); the model computes multimodal rotary positions
+from ``mm_token_type_ids`` and the video grid, which the captured decoder inputs carry. Qwen3-VL
+interleaves per-frame timestamps (so each frame is its own block, with its timestamp) and adds
+deepstack visual features after its first layers, which a suffix forward must slice and, for
+layers it bypasses, leave out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLForConditionalGeneration,
+    Qwen3VLForConditionalGeneration,
+)
+
+from flowcheck.models.base import EncodedSample
+from flowcheck.models.hf_native import HFVideoAdapter
+from flowcheck.models.registry import register
+
+
+class _QwenAdapter(HFVideoAdapter):
+    def processor_inputs(self, text: str, frames: np.ndarray) -> dict[str, torch.Tensor]:
+        # the frames were already sampled at segment centres: the processor must not resample them
+        return dict(self.processor(text=text, videos=[list(frames)], do_sample_frames=False, return_tensors="pt"))
+
+    def temporal_groups(self, model_inputs: dict[str, Any], frames: np.ndarray) -> int:
+        return int(model_inputs["video_grid_thw"][0][0])
+
+
+@register
+class Qwen2VLAdapter(_QwenAdapter):
+    family = "qwen2-vl"
+    model_types = ("qwen2_vl",)
+    description = "Qwen2-VL (multimodal rotary positions; 2 frames per temporal group)"
+    model_class = Qwen2VLForConditionalGeneration
+
+
+@register
+class Qwen25VLAdapter(_QwenAdapter):
+    family = "qwen2.5-vl"
+    model_types = ("qwen2_5_vl",)
+    description = "Qwen2.5-VL (multimodal rotary positions with absolute time)"
+    model_class = Qwen2_5_VLForConditionalGeneration
+
+
+def deepstack_suffix(extra: dict[str, Any], start: int, first_layer: int, rows: int) -> dict[str, Any]:
+    """Qwen3-VL extras for positions >= start: the visual mask and deepstack features sliced; layers below
+    `first_layer` are bypassed in a suffix forward, so their (already applied) additions are zeroed."""
+    mask = extra["visual_pos_masks"]
+    before = int(mask[0, :start].sum())
+    suffix_mask = mask[:, start:]
+    embeds = []
+    for layer, feature in enumerate(extra["deepstack_visual_embeds"]):
+        part = feature[before:]
+        if layer < first_layer:
+            part = torch.zeros_like(part)
+        embeds.append(part.repeat(rows, 1) if rows > 1 else part)
+    out = {k: v for k, v in extra.items() if k not in ("visual_pos_masks", "deepstack_visual_embeds")}
+    out["visual_pos_masks"] = suffix_mask.expand(rows, -1) if rows > 1 else suffix_mask
+    out["deepstack_visual_embeds"] = embeds
+    return out
+
+
+@register
+class Qwen3VLAdapter(_QwenAdapter):
+    family = "qwen3-vl"
+    model_types = ("qwen3_vl",)
+    description = "Qwen3-VL (per-frame timestamps, deepstack visual features)"
+    model_class = Qwen3VLForConditionalGeneration
+
+    def encode(self, sample, frames) -> EncodedSample:
+        encoded = super().encode(sample, frames)
+        if "deepstack_visual_embeds" in encoded.inputs.extra:
+            encoded.inputs.suffix_extra = deepstack_suffix
+        return encoded

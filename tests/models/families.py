@@ -1,0 +1,167 @@
+"""Tiny offline checkpoints of transformers-native video families: real classes, random weights, real processors
+with word-level tokenizers whose chat templates follow the family's real template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from flowcheck.tiny.tokenizer import vocabulary
+
+QWEN_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+QWEN_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|video_pad|>",
+    "<|image_pad|>",
+]
+
+
+def word_tokenizer(
+    specials: list[str], extra_words: list[str], chat_template: str, **special_roles
+) -> PreTrainedTokenizerFast:
+    """A word-level fast tokenizer over the synthetic vocabulary plus `extra_words`, with special tokens."""
+    words = sorted(set(vocabulary()) | set(extra_words))
+    vocab = {tok: i for i, tok in enumerate(["<unk>", *specials, *words])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"[ \t]+"), "removed"),
+            pre_tokenizers.Split(Regex(r"\n"), "isolated"),
+            pre_tokenizers.Punctuation("isolated"),
+        ]
+    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", **special_roles)
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def save_qwen2_vl(folder: Path, layers: int = 4, version: str = "qwen2_vl") -> Path:
+    """A tiny Qwen2-VL (or Qwen2.5-VL / Qwen3-VL) checkpoint with its processor."""
+    import torch
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    tokenizer = word_tokenizer(
+        QWEN_SPECIALS, ["system", "user", "assistant"], QWEN_TEMPLATE, pad_token="<|endoftext|>", eos_token="<|im_end|>"
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    text = dict(
+        vocab_size=len(tokenizer),
+        bos_token_id=None,
+        eos_token_id=ids["<|im_end|>"],
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    )
+    tokens = dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(0)
+    image_kwargs = dict(patch_size=14, temporal_patch_size=2, merge_size=2, min_pixels=28 * 28, max_pixels=56 * 56)
+    video_kwargs = dict(
+        patch_size=14, temporal_patch_size=2, merge_size=2, size={"shortest_edge": 28 * 28, "longest_edge": 56 * 56}
+    )
+    if version == "qwen3_vl":
+        text["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [2, 1, 1],
+            "mrope_interleaved": True,
+        }
+        config = Qwen3VLConfig(
+            text_config={**text, "head_dim": 8},
+            vision_config=dict(
+                depth=2,
+                hidden_size=32,
+                intermediate_size=64,
+                num_heads=2,
+                out_hidden_size=32,
+                patch_size=14,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                deepstack_visual_indexes=[0, 1],
+                num_position_embeddings=16,
+            ),
+            **tokens,
+        )
+        model = Qwen3VLForConditionalGeneration(config)
+        video = Qwen3VLVideoProcessor(
+            patch_size=14,
+            temporal_patch_size=2,
+            merge_size=2,
+            size={"shortest_edge": 28 * 28, "longest_edge": 56 * 56 * 8},
+        )
+        image = Qwen2VLImageProcessor(**image_kwargs)
+        processor = Qwen3VLProcessor(
+            image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=QWEN_TEMPLATE
+        )
+    else:
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]}
+        cls_config, cls_model = (
+            (Qwen2VLConfig, Qwen2VLForConditionalGeneration)
+            if version == "qwen2_vl"
+            else (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration)
+        )
+        vision = dict(
+            depth=1,
+            embed_dim=32,
+            hidden_size=32,
+            num_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        )
+        if version == "qwen2_5_vl":
+            vision = dict(
+                depth=1,
+                hidden_size=32,
+                intermediate_size=64,
+                num_heads=2,
+                out_hidden_size=32,
+                patch_size=14,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                window_size=28,
+                fullatt_block_indexes=[0],
+            )
+        model = cls_model(cls_config(text_config=text, vision_config=vision, **tokens))
+        processor = Qwen2VLProcessor(
+            image_processor=Qwen2VLImageProcessor(**image_kwargs),
+            tokenizer=tokenizer,
+            video_processor=Qwen2VLVideoProcessor(**video_kwargs),
+            chat_template=QWEN_TEMPLATE,
+        )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -1,0 +1,84 @@
+"""Transformers-native families on tiny checkpoints: loading, layouts, decoder inputs, knockouts, fast engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from families import save_qwen2_vl
+from tiny_checkpoint import save_tiny_checkpoint, synthetic_sample
+
+import flowcheck
+from flowcheck.edges import Condition, make_window, paper_conditions
+from flowcheck.engine import condition_knockout, knockout, score
+
+FAMILIES = {
+    "llava_next_video": ("llava-next-video", lambda d: save_tiny_checkpoint(d, layers=4), 1),
+    "qwen2_vl": ("qwen2-vl", lambda d: save_qwen2_vl(d, version="qwen2_vl"), 2),
+    "qwen2_5_vl": ("qwen2.5-vl", lambda d: save_qwen2_vl(d, version="qwen2_5_vl"), 2),
+    "qwen3_vl": ("qwen3-vl", lambda d: save_qwen2_vl(d, version="qwen3_vl"), 2),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family(request, tmp_path_factory):
+    name, build, scale = FAMILIES[request.param]
+    adapter = flowcheck.load(str(build(tmp_path_factory.mktemp(request.param))))
+    sample, frames = synthetic_sample("action_sequence")
+    frames = np.repeat(np.repeat(frames, scale, axis=1), scale, axis=2)  # Qwen needs >= 56 px for 2x2 merges
+    return request.param, name, adapter, sample, frames
+
+
+def full_hidden(adapter, inputs):
+    mask = torch.ones(inputs.inputs_embeds.shape[:2], dtype=torch.long)
+    with torch.no_grad():
+        return adapter.decoder.module(**inputs.kwargs(), attention_mask=mask).last_hidden_state[0]
+
+
+def test_layout_matches_the_template_and_the_placeholder_mask(family):
+    key, name, adapter, sample, frames = family
+    assert adapter.family == name
+    enc = adapter.encode(sample, frames)
+    layout, ids, tok = enc.layout, enc.input_ids, adapter.tokenizer
+    video_positions = set((ids == adapter.video_token_id()).nonzero().flatten().tolist())
+    assert video_positions <= set(layout.video.positions())
+    if key != "qwen3_vl":  # one contiguous block; Qwen3-VL interleaves timestamps between frames
+        assert video_positions == set(layout.video.positions())
+    assert len(layout.frames) == (8 if key == "llava_next_video" else 4)
+    assert all(video_positions & set(f.positions()) for f in layout.frames)
+    assert tok.decode(ids[layout.question_only.start : layout.question_only.end]) == sample.question.replace("?", " ?")
+    assert tok.decode(ids[layout.options[0].start : layout.options[0].end]).startswith("( A )")
+    assert tok.decode(ids[-1:]) == "("
+
+
+def test_decoder_inputs_reproduce_the_vlm_forward(family):
+    _, _, adapter, sample, frames = family
+    enc = adapter.encode(sample, frames)
+    inputs = adapter.processor_inputs(adapter.render(sample).text, frames)
+    with torch.no_grad():
+        full = adapter.model(**inputs).logits[0, -1]
+    via_decoder = adapter.decoder.lm_head(full_hidden(adapter, enc.inputs)[-1])
+    assert (full - via_decoder).abs().max() <= 1e-4
+
+
+def test_video_to_last_knockout_changes_only_the_last_row(family):
+    _, _, adapter, sample, frames = family
+    enc = adapter.encode(sample, frames)
+    base = full_hidden(adapter, enc.inputs)
+    with knockout(adapter.model, [(enc.layout.last, enc.layout.video)], range(adapter.num_layers)):
+        knocked = full_hidden(adapter, enc.inputs)
+    assert (base != knocked).any(-1).nonzero().flatten().tolist() == [enc.layout.n - 1]
+
+
+def test_fast_engine_equals_plain_engine(family):
+    _, _, adapter, sample, frames = family
+    enc = adapter.encode(sample, frames)
+    layers = adapter.num_layers
+    conditions = [*paper_conditions().values(), Condition.parse("frame:1->frame:3")]
+    windows = [make_window(layers, 0, 1), make_window(layers, 2, 3), make_window(layers, layers - 1, 1)]
+    knockouts = [condition_knockout(c, w, enc.layout) for c in conditions for w in windows]
+    watch = list(range(adapter.decoder.lm_head.weight.shape[0]))
+    _, plain = score(adapter.decoder, enc.inputs, knockouts, watch, strategy="plain")
+    _, fast = score(adapter.decoder, enc.inputs, knockouts, watch, strategy="fast", batch_size=4)
+    for ko, a, b in zip(knockouts, plain, fast, strict=True):
+        assert abs(a.probs - b.probs).max() <= 1e-5, ko.key
