@@ -10,7 +10,11 @@ from typing import Any
 from flowcheck.models.base import AdapterError, ModelAdapter
 
 # Adapter modules, imported lazily; each registers its families with `register`.
-FAMILY_MODULES: list[str] = ["flowcheck.models.llava_next_video", "flowcheck.models.qwen_vl"]
+FAMILY_MODULES: list[str] = [
+    "flowcheck.models.llava_next_video",
+    "flowcheck.models.llava_family",
+    "flowcheck.models.qwen_vl",
+]
 
 _FAMILIES: dict[str, type[ModelAdapter]] = {}
 

@@ -165,3 +165,125 @@ def save_qwen2_vl(folder: Path, layers: int = 4, version: str = "qwen2_vl") -> P
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+LLAVA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{ message['content'][0]['text'] }}"
+    "{% else %}{{ ' ' if not loop.first else '' }}{{ message['role'].upper() }}: "
+    "{% for part in message['content'] %}{% if part['type'] == 'video' %}<video>\n"
+    "{% elif part['type'] == 'image' %}<image>\n{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %} ASSISTANT:{% endif %}"
+)
+QWEN_CHAT_LLAVA_TEMPLATE = QWEN_TEMPLATE.replace("<|vision_start|><|video_pad|><|vision_end|>", "<video>").replace(
+    "<|vision_start|><|image_pad|><|vision_end|>", "<image>"
+)
+
+
+def save_llava_onevision(folder: Path, layers: int = 4) -> Path:
+    """A tiny LLaVA-OneVision (SigLIP 32 px / patch 8: 16 patches pooled to 4 per frame; Qwen2 LM)."""
+    import torch
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    specials = [*QWEN_SPECIALS, "<video>", "<image>"]
+    tokenizer = word_tokenizer(
+        specials,
+        ["system", "user", "assistant"],
+        QWEN_CHAT_LLAVA_TEMPLATE,
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+    )
+    torch.manual_seed(0)
+    config = LlavaOnevisionConfig(
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=dict(
+            model_type="qwen2",
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[32, 32]],
+    )
+    LlavaOnevisionForConditionalGeneration(config).save_pretrained(folder)
+    size = dict(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(**size, image_grid_pinpoints=[[32, 32]]),
+        video_processor=LlavaOnevisionVideoProcessor(**size),
+        tokenizer=tokenizer,
+        num_image_tokens=16,
+        vision_feature_select_strategy="full",
+        chat_template=QWEN_CHAT_LLAVA_TEMPLATE,
+    ).save_pretrained(folder)
+    return folder
+
+
+def save_video_llava(folder: Path, layers: int = 4) -> Path:
+    """A tiny Video-LLaVA (CLIP 32 px / patch 8: 16 patches + CLS per frame; Llama LM)."""
+    import torch
+    from transformers import (
+        VideoLlavaConfig,
+        VideoLlavaForConditionalGeneration,
+        VideoLlavaImageProcessor,
+        VideoLlavaProcessor,
+        VideoLlavaVideoProcessor,
+    )
+
+    tokenizer = word_tokenizer(
+        ["<s>", "</s>", "<video>", "<image>"], ["USER", "ASSISTANT"], LLAVA_TEMPLATE, bos_token="<s>", eos_token="</s>"
+    )
+    torch.manual_seed(0)
+    config = VideoLlavaConfig(
+        vision_config=dict(
+            model_type="clip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_layer=-1,
+    )
+    VideoLlavaForConditionalGeneration(config).save_pretrained(folder)
+    size = dict(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    VideoLlavaProcessor(
+        image_processor=VideoLlavaImageProcessor(**size),
+        video_processor=VideoLlavaVideoProcessor(**size),
+        tokenizer=tokenizer,
+        patch_size=8,
+        chat_template=LLAVA_TEMPLATE,
+    ).save_pretrained(folder)
+    return folder
