@@ -107,6 +107,10 @@ class HFVideoAdapter(ModelAdapter):
             token_id = self.tokenizer.convert_tokens_to_ids(self.processor.video_token)
         return int(token_id)
 
+    def placeholder_token_id(self) -> int:
+        """The token the prompt carries before expansion (default: the video token itself)."""
+        return self.video_token_id()
+
     def render(self, sample: Sample) -> RenderedPrompt:
         """The paper's prompt in this family's chat template, with character spans."""
         return render_with_template(
@@ -151,7 +155,7 @@ class HFVideoAdapter(ModelAdapter):
         plain = self.tokenizer(rendered.text, return_offsets_mapping=True)
         ids, offsets = list(plain["input_ids"]), [tuple(o) for o in plain["offset_mapping"]]
         video_id = self.video_token_id()
-        placeholders = [i for i, t in enumerate(ids) if t == video_id]
+        placeholders = [i for i, t in enumerate(ids) if t == self.placeholder_token_id()]
         if len(placeholders) != 1:
             raise AdapterError(
                 f"the rendered prompt has {len(placeholders)} video placeholders; flowcheck needs exactly one "

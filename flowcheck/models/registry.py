@@ -13,6 +13,7 @@ from flowcheck.models.base import AdapterError, ModelAdapter
 FAMILY_MODULES: list[str] = [
     "flowcheck.models.llava_next_video",
     "flowcheck.models.llava_family",
+    "flowcheck.models.internvl",
     "flowcheck.models.qwen_vl",
 ]
 

@@ -287,3 +287,66 @@ def save_video_llava(folder: Path, layers: int = 4) -> Path:
         chat_template=LLAVA_TEMPLATE,
     ).save_pretrained(folder)
     return folder
+
+
+INTERNVL_SPECIALS = [*QWEN_SPECIALS, "<img>", "</img>", "<IMG_CONTEXT>", "<video>", "<image>"]
+INTERNVL_TEMPLATE = QWEN_CHAT_LLAVA_TEMPLATE.replace("<video>", "<video>\n")
+
+
+def save_internvl(folder: Path, layers: int = 4) -> Path:
+    """A tiny InternVL (HF format): InternViT 32 px / patch 8, pixel shuffle 0.5 -> 4 tokens per frame; Qwen2 LM."""
+    import torch
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
+
+    tokenizer = word_tokenizer(
+        INTERNVL_SPECIALS,
+        ["system", "user", "assistant", *[f"Frame{i}" for i in range(1, 17)]],
+        INTERNVL_TEMPLATE,
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        extra_special_tokens={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+            "image_token": "<image>",
+        },
+    )
+    torch.manual_seed(0)
+    config = InternVLConfig(
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=[32, 32],
+            patch_size=[8, 8],
+        ),
+        text_config=dict(
+            model_type="qwen2",
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=4,
+    )
+    InternVLForConditionalGeneration(config).save_pretrained(folder)
+    size = dict(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(**size, crop_to_patches=False),
+        video_processor=InternVLVideoProcessor(**size),
+        tokenizer=tokenizer,
+        image_seq_length=4,
+        chat_template=INTERNVL_TEMPLATE,
+    ).save_pretrained(folder)
+    return folder

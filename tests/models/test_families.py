@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from families import save_llava_onevision, save_qwen2_vl, save_video_llava
+from families import save_internvl, save_llava_onevision, save_qwen2_vl, save_video_llava
 from tiny_checkpoint import save_tiny_checkpoint, synthetic_sample
 
 import flowcheck
@@ -16,6 +16,7 @@ FAMILIES = {
     "llava_next_video": ("llava-next-video", lambda d: save_tiny_checkpoint(d, layers=4), 1),
     "llava_onevision": ("llava-onevision", save_llava_onevision, 1),
     "video_llava": ("video-llava", save_video_llava, 1),
+    "internvl": ("internvl", save_internvl, 1),
     "qwen2_vl": ("qwen2-vl", lambda d: save_qwen2_vl(d, version="qwen2_vl"), 2),
     "qwen2_5_vl": ("qwen2.5-vl", lambda d: save_qwen2_vl(d, version="qwen2_5_vl"), 2),
     "qwen3_vl": ("qwen3-vl", lambda d: save_qwen2_vl(d, version="qwen3_vl"), 2),
@@ -44,7 +45,7 @@ def test_layout_matches_the_template_and_the_placeholder_mask(family):
     layout, ids, tok = enc.layout, enc.input_ids, adapter.tokenizer
     video_positions = set((ids == adapter.video_token_id()).nonzero().flatten().tolist())
     assert video_positions <= set(layout.video.positions())
-    if key not in ("qwen3_vl",):  # one contiguous block; Qwen3-VL interleaves timestamps between frames
+    if key not in ("qwen3_vl", "internvl"):  # one block; these interleave per-frame text between frames
         assert video_positions == set(layout.video.positions())
     assert len(layout.frames) == (4 if key.startswith("qwen") else 8)
     assert all(video_positions & set(f.positions()) for f in layout.frames)
