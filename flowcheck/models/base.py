@@ -72,6 +72,11 @@ class ModelAdapter(ABC):
         self.num_frames = num_frames
         self.decoder: Decoder = self.find_decoder()
 
+    @classmethod
+    def accepts(cls, config: dict) -> bool:
+        """Whether this adapter handles a checkpoint of one of its model types (refine by config content)."""
+        return True
+
     def find_decoder(self) -> Decoder:
         """The text decoder the engine knocks out; override for non-standard module trees."""
         return find_decoder(self.model)

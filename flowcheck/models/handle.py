@@ -30,7 +30,10 @@ class ModelHandle:
 
     def __init__(self, name: str, *, adapter: ModelAdapter | None = None, **options: Any) -> None:
         self.name = name
-        self.path = resolve_name(name)
+        base, _, family = name.partition("@")
+        self.path = resolve_name(base)
+        if family:
+            options = {**options, "family": family}
         self.options = options
         self.config = read_config(self.path, revision=options.get("revision"))
         if adapter is not None:

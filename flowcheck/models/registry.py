@@ -14,6 +14,7 @@ FAMILY_MODULES: list[str] = [
     "flowcheck.models.llava_next_video",
     "flowcheck.models.llava_family",
     "flowcheck.models.internvl",
+    "flowcheck.models.pllava",
     "flowcheck.models.qwen_vl",
 ]
 
@@ -35,10 +36,10 @@ def families() -> dict[str, type[ModelAdapter]]:
     return dict(_FAMILIES)
 
 
-def adapter_for_model_type(model_type: str) -> type[ModelAdapter]:
-    """The adapter class whose `model_types` include `model_type`, or a clear error listing the families."""
+def adapter_for_model_type(model_type: str, config: dict | None = None) -> type[ModelAdapter]:
+    """The adapter class whose `model_types` include `model_type` (and that accepts the config), or a clear error."""
     for cls in families().values():
-        if model_type in cls.model_types:
+        if model_type in cls.model_types and cls.accepts(config or {}):
             return cls
     supported = ", ".join(f"{name} ({', '.join(cls.model_types)})" for name, cls in sorted(families().items()))
     raise AdapterError(
@@ -102,18 +103,28 @@ def load(
     trust_remote_code: bool = False,
     num_frames: int = 8,
     revision: str | None = None,
+    family: str | None = None,
 ) -> ModelAdapter:
     """Load a checkpoint (hub id or local folder) with the adapter its config names.
 
     `dtype` is ``float32``, ``bfloat16`` or ``float16``. Remote model code runs only with
-    `trust_remote_code=True`.
+    `trust_remote_code=True`. `family` forces an adapter (e.g. ``"pllava"`` to run an image LLaVA-NeXT
+    checkpoint through the paper's 8-frame pooled pipeline); a name may also say ``NAME@family``.
     """
+    if family is None and "@" in name_or_path:
+        name_or_path, family = name_or_path.rsplit("@", 1)
     name_or_path = resolve_name(name_or_path)
     config = read_config(name_or_path, revision=revision)
     model_type = config.get("model_type")
     if not model_type:
         raise AdapterError(f"the config.json of {name_or_path!r} has no model_type; flowcheck cannot pick an adapter")
-    cls = adapter_for_model_type(model_type)
+    if family is not None:
+        known = families()
+        if family not in known:
+            raise AdapterError(f"unknown model family {family!r}; families: {', '.join(sorted(known))}")
+        cls = known[family]
+    else:
+        cls = adapter_for_model_type(model_type, config)
     return cls.from_pretrained(
         name_or_path,
         dtype=dtype,
