@@ -80,3 +80,26 @@ class Qwen3VLAdapter(_QwenAdapter):
         if "deepstack_visual_embeds" in encoded.inputs.extra:
             encoded.inputs.suffix_extra = deepstack_suffix
         return encoded
+
+
+@register
+class Glm4vAdapter(_QwenAdapter):
+    """GLM-4.1V / 4.5V: ``<|video|>`` expands into per-frame ``<|begin_of_image|><|image|>...<|end_of_image|>t``
+    blocks; the visual embeddings sit on the image tokens; multimodal rotary positions as Qwen2-VL."""
+
+    family = "glm4v"
+    model_types = ("glm4v", "glm4v_moe")
+    description = "GLM-4.1V / GLM-4.5V (per-frame image blocks with timestamps)"
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **options: Any) -> Glm4vAdapter:
+        from transformers import AutoModelForImageTextToText
+
+        cls.model_class = AutoModelForImageTextToText
+        return super().from_pretrained(name_or_path, **options)
+
+    def placeholder_token_id(self) -> int:
+        return int(self.processor.video_token_id)
+
+    def video_token_id(self) -> int:
+        return int(self.processor.image_token_id)

@@ -350,3 +350,86 @@ def save_internvl(folder: Path, layers: int = 4) -> Path:
         chat_template=INTERNVL_TEMPLATE,
     ).save_pretrained(folder)
     return folder
+
+
+GLM_SPECIALS = [
+    "<|endoftext|>",
+    "[gMASK]",
+    "<sop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+    "<|image|>",
+    "<|video|>",
+]
+GLM_TEMPLATE = (
+    "[gMASK]<sop>{% for message in messages %}<|{{ message['role'] }}|>\n"
+    "{% for part in message['content'] %}{% if part['type'] == 'video' %}<|begin_of_video|><|video|><|end_of_video|>"
+    "{% elif part['type'] == 'image' %}<|begin_of_image|><|image|><|end_of_image|>"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def save_glm4v(folder: Path, layers: int = 4) -> Path:
+    """A tiny GLM-4.1V (Glm4vForConditionalGeneration) with its processor."""
+    import torch
+    from transformers import (
+        Glm4vConfig,
+        Glm4vForConditionalGeneration,
+        Glm4vImageProcessor,
+        Glm4vProcessor,
+        Glm4vVideoProcessor,
+    )
+
+    tokenizer = word_tokenizer(GLM_SPECIALS, [], GLM_TEMPLATE, pad_token="<|endoftext|>", eos_token="<|endoftext|>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in GLM_SPECIALS}
+    torch.manual_seed(0)
+    config = Glm4vConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [2, 1, 1],
+                "partial_rotary_factor": 1.0,
+            },
+        ),
+        vision_config=dict(
+            depth=1,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=32,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            image_size=56,
+        ),
+        image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"],
+        image_start_token_id=ids["<|begin_of_image|>"],
+        image_end_token_id=ids["<|end_of_image|>"],
+        video_start_token_id=ids["<|begin_of_video|>"],
+        video_end_token_id=ids["<|end_of_video|>"],
+    )
+    Glm4vForConditionalGeneration(config).save_pretrained(folder)
+    kwargs = dict(
+        patch_size=14, temporal_patch_size=2, merge_size=2, size={"shortest_edge": 28 * 28, "longest_edge": 56 * 56}
+    )
+    Glm4vProcessor(
+        image_processor=Glm4vImageProcessor(**kwargs),
+        video_processor=Glm4vVideoProcessor(**kwargs),
+        tokenizer=tokenizer,
+        chat_template=GLM_TEMPLATE,
+    ).save_pretrained(folder)
+    return folder
