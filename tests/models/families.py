@@ -370,7 +370,8 @@ GLM_TEMPLATE = (
     "[gMASK]<sop>{% for message in messages %}<|{{ message['role'] }}|>\n"
     "{% for part in message['content'] %}{% if part['type'] == 'video' %}<|begin_of_video|><|video|><|end_of_video|>"
     "{% elif part['type'] == 'image' %}<|begin_of_image|><|image|><|end_of_image|>"
-    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 
 
