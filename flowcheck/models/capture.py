@@ -15,6 +15,7 @@ _CALL_KWARGS = {
     "inputs_embeds",
     "attention_mask",
     "past_key_values",
+    "cache",
     "use_cache",
     "position_ids",
     "cache_position",

@@ -434,3 +434,105 @@ def save_glm4v(folder: Path, layers: int = 4) -> Path:
         chat_template=GLM_TEMPLATE,
     ).save_pretrained(folder)
     return folder
+
+
+SMOL_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<end_of_utterance>",
+    "<fake_token_around_image>",
+    "<global-img>",
+    "<image>",
+    "<video>",
+]
+SMOL_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}"
+    "{% elif part['type'] == 'video' %}{{ '<video>' }}{% elif part['type'] == 'image' %}{{ '<image>' }}{% endif %}"
+    "{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def save_smolvlm(folder: Path, layers: int = 4) -> Path:
+    """A tiny SmolVLM2 (SmolVLMForConditionalGeneration): 32 px frames, patch 8, pixel shuffle 2 -> 4 tokens."""
+    import torch
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+    )
+
+    words = [
+        "System",
+        "User",
+        "Assistant",
+        "You",
+        "are",
+        "provided",
+        "following",
+        "series",
+        "of",
+        "eight",
+        "frames",
+        "from",
+        "a",
+        "video",
+        "Frame",
+        "[",
+        "]",
+        "H",
+        "MM",
+        "SS",
+        *[f"{i:02d}" for i in range(60)],
+    ]
+    tokenizer = word_tokenizer(
+        SMOL_SPECIALS,
+        words,
+        SMOL_TEMPLATE,
+        pad_token="<|endoftext|>",
+        eos_token="<end_of_utterance>",
+        extra_special_tokens={
+            "fake_image_token": "<fake_token_around_image>",
+            "image_token": "<image>",
+            "end_of_utterance_token": "<end_of_utterance>",
+            "global_image_token": "<global-img>",
+            "video_token": "<video>",
+        },
+    )
+    torch.manual_seed(0)
+    config = SmolVLMConfig(
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        ),
+        scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    SmolVLMForConditionalGeneration(config).save_pretrained(folder)
+    size = dict(
+        size={"longest_edge": 32}, max_image_size={"longest_edge": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(**size, do_image_splitting=False),
+        video_processor=SmolVLMVideoProcessor(**size),
+        tokenizer=tokenizer,
+        image_seq_len=4,
+        chat_template=SMOL_TEMPLATE,
+    ).save_pretrained(folder)
+    return folder

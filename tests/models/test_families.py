@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from families import save_glm4v, save_internvl, save_llava_onevision, save_qwen2_vl, save_video_llava
+from families import save_glm4v, save_internvl, save_llava_onevision, save_qwen2_vl, save_smolvlm, save_video_llava
 from tiny_checkpoint import save_tiny_checkpoint, synthetic_sample
 
 import flowcheck
@@ -18,6 +18,7 @@ FAMILIES = {
     "video_llava": ("video-llava", save_video_llava, 1),
     "internvl": ("internvl", save_internvl, 1),
     "glm4v": ("glm4v", save_glm4v, 2),
+    "smolvlm": ("smolvlm", save_smolvlm, 1),
     "qwen2_vl": ("qwen2-vl", lambda d: save_qwen2_vl(d, version="qwen2_vl"), 2),
     "qwen2_5_vl": ("qwen2.5-vl", lambda d: save_qwen2_vl(d, version="qwen2_5_vl"), 2),
     "qwen3_vl": ("qwen3-vl", lambda d: save_qwen2_vl(d, version="qwen3_vl"), 2),
@@ -46,7 +47,12 @@ def test_layout_matches_the_template_and_the_placeholder_mask(family):
     layout, ids, tok = enc.layout, enc.input_ids, adapter.tokenizer
     video_positions = set((ids == adapter.video_token_id()).nonzero().flatten().tolist())
     assert video_positions <= set(layout.video.positions())
-    if key not in ("qwen3_vl", "internvl", "glm4v"):  # one block; these interleave per-frame text between frames
+    if key not in (
+        "qwen3_vl",
+        "internvl",
+        "glm4v",
+        "smolvlm",
+    ):  # one block; these interleave per-frame text between frames
         assert video_positions == set(layout.video.positions())
     assert len(layout.frames) == (4 if key.startswith(("qwen", "glm")) else 8)
     assert all(video_positions & set(f.positions()) for f in layout.frames)
