@@ -116,8 +116,27 @@ def flow_session(config: pytest.Config):
             registry = load_registry(extra)
         except RegistryError as err:
             raise pytest.UsageError(f"flowcheck: {err}") from None
-        config._flowcheck_session = FlowSession(flow_options(config), registry)
+        session = FlowSession(flow_options(config), registry)
+        _validate(session)
+        config._flowcheck_session = session
     return config._flowcheck_session
+
+
+def _validate(session) -> None:
+    """Fail fast, with the reason, on models that cannot be opened and datasets that cannot be read."""
+    from flowcheck.data.report import DataError
+    from flowcheck.models.base import AdapterError
+
+    for model in session.options.models:
+        try:
+            session.handle(model)
+        except AdapterError as err:
+            raise pytest.UsageError(f"flowcheck: --flow-model {model}: {err}") from None
+    for dataset in session.options.data:
+        try:
+            session.dataset(dataset)
+        except DataError as err:
+            raise pytest.UsageError(f"flowcheck: --flow-data {dataset}: {err}") from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -62,7 +62,9 @@ def claim_outcomes(report_dir: Path) -> dict[str, tuple[str, dict]]:
     return {c["nodeid"].split("::")[-1]: (c["outcome"], c["measured"]) for c in data["claims"]}
 
 
-def test_a_run_writes_the_report_with_the_claims_table_and_figures(project, pytester):
+def test_a_run_writes_the_report_with_the_claims_table_and_figures(project, pytester, monkeypatch):
+    summary = pytester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     result = project("test_knockout_route.py", "test_pruning.py", "test_answer_readiness.py", "test_logit_lens.py")
     result.stdout.fnmatch_lines(["*flowcheck: * claim checks: * passed, * failed, * expected failures -> *REPORT.md"])
     (run,) = list((pytester.path / "reports").iterdir())
@@ -73,6 +75,7 @@ def test_a_run_writes_the_report_with_the_claims_table_and_figures(project, pyte
     outcomes = claim_outcomes(pytester.path / "reports")
     assert "test_knockout_route_video_to_question[tiny-model-moving_direction]" in outcomes
     assert "test_pruning_parity[tiny-model-all]" in outcomes
+    assert "## Claims" in summary.read_text() and "## Figures" not in summary.read_text()
 
 
 def test_dash_k_selects_a_suite_of_claims(project):
@@ -145,3 +148,17 @@ def test_gating_snapshot_passes_within_tolerance_and_fails_on_drift(project, pyt
     result = project("test_gating.py")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*drifted from baseline*", f"*{metric}*"])
+
+
+def test_bad_models_and_datasets_stop_the_run_with_the_reason(pytester, assets):
+    for path in SUITES.glob("*.py"):
+        shutil.copy(path, pytester.path / path.name)
+    model, bench = assets
+    result = pytester.runpytest_subprocess(
+        "--flow-model", str(pytester.path / "nowhere"), "--flow-data", f"synthetic={bench}", "test_pruning.py"
+    )
+    result.stdout.fnmatch_lines(["*--flow-model*nowhere*no checkpoint folder*"])
+    result = pytester.runpytest_subprocess(
+        "--flow-model", str(model), "--flow-data", "tvbench=/no/such/root", "test_pruning.py"
+    )
+    result.stdout.fnmatch_lines(["*--flow-data tvbench*does not exist*FunAILab/TVBench*"])
