@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from transformers import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
 
 from flowcheck.engine.decoder import Decoder
 from flowcheck.engine.knockout import knockout_plan
@@ -76,15 +76,30 @@ class Baseline:
         self.logits = decoder.lm_head(out.last_hidden_state[:, -1])
         self.layers = [(layer.keys, layer.values) for layer in self.cache.layers]
 
-    def prefix_cache(self, decoder: Decoder, p: int, rows: int) -> DynamicCache:
-        """A fresh cache holding the baseline keys and values of positions < p, repeated for `rows`."""
-        cache = DynamicCache(config=decoder.config)
-        for index, (keys, values) in enumerate(self.layers):
-            k, v = keys[..., :p, :], values[..., :p, :]
-            if rows > 1:
-                k, v = k.expand(rows, *k.shape[1:]).contiguous(), v.expand(rows, *v.shape[1:]).contiguous()
-            cache.update(k, v, index)
-        return cache
+    def prefix_cache(self, decoder: Decoder, p: int, rows: int) -> Cache:
+        """A cache that serves the baseline keys and values of positions < p to `rows` suffix rows.
+
+        It stores nothing: each layer's call concatenates the shared prefix (broadcast over the rows, never
+        copied per row into the cache) with the suffix's new keys and values and returns them, so memory
+        holds one layer's concatenation at a time instead of every layer's for every row.
+        """
+        return Cache(layers=[_PrefixLayer(keys[..., :p, :], values[..., :p, :]) for keys, values in self.layers])
+
+
+class _PrefixLayer(DynamicLayer):
+    """A read-only cache layer holding a batch-1 prefix."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        super().__init__()
+        self.keys, self.values = keys, values
+        self.device = keys.device
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        rows = key_states.shape[0]
+        keys = self.keys.expand(rows, *self.keys.shape[1:])
+        values = self.values.expand(rows, *self.values.shape[1:])
+        return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
 
 
 def _suffix_logits(decoder: Decoder, base: Baseline, inputs: LMInputs, p: int, a: int, rows: int) -> torch.Tensor:
@@ -130,24 +145,32 @@ def _row_masks(group: Sequence[Knockout], n: int, device) -> dict[int, torch.Ten
 def _rows_for_budget(
     decoder: Decoder, inputs: LMInputs, p: int, budget_mb: float | None, batch_size: int | None
 ) -> int:
-    """How many knockouts share one forward: the explicit batch size, or what fits the memory budget."""
+    """How many knockouts share one forward: the explicit batch size, or what fits the memory budget.
+
+    Without a budget, the budget is what one full forward of the sample needs transiently (attention
+    scores of one layer and a few activations of every position), so batching keeps peak memory near
+    that of the plain strategy.
+    """
     if batch_size:
         return batch_size
-    if budget_mb is None:
-        budget_mb = 512.0
     n, suffix = inputs.n, inputs.n - p
     config = decoder.config
     heads = getattr(config, "num_attention_heads", 8)
     kv_heads = getattr(config, "num_key_value_heads", heads) or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    width = decoder.dtype.itemsize if hasattr(decoder.dtype, "itemsize") else 4
-    per_row = (
-        2 * decoder.num_layers * kv_heads * head_dim * n * width  # the row's copy of the prefix cache
-        + heads * suffix * n * 4  # attention scores of one layer
-        + 8 * suffix * config.hidden_size * width  # activations of one layer
-        + decoder.num_layers * n * n  # boolean masks
-    )
-    return max(1, int(budget_mb * 2**20 // per_row))
+    width = decoder.dtype.itemsize
+    inter = getattr(config, "intermediate_size", 4 * config.hidden_size)
+
+    def transient(q: int) -> float:
+        return (
+            heads * q * n * 4  # attention scores of one layer
+            + 2 * kv_heads * head_dim * n * width  # one layer's keys and values
+            + q * (4 * config.hidden_size + 2 * inter) * width  # activations of one layer
+            + n * n
+        )  # one layer's boolean mask
+
+    budget = budget_mb * 2**20 if budget_mb is not None else transient(n)
+    return max(1, int(budget // transient(suffix)))
 
 
 @torch.inference_mode()
