@@ -19,7 +19,7 @@ from flowcheck.data.sampling import segment_centre_indices
 from flowcheck.data.synth_tasks import SLOTS, TASKS, SynthVideo, generate_group
 
 # Bump when generated content changes, so cached copies of an older benchmark are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SOURCE_FRAMES = 16
 FPS = 8
 TASK_NAMES = {

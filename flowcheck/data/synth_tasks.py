@@ -212,9 +212,14 @@ def spatial_attribute(rng: np.random.Generator) -> list[SynthVideo]:
     target = _centred_in_quadrant(int(rng.integers(4)), shape, colour)
     slots = _stack([render([target])] * SLOTS)
     if rng.integers(2):
-        question, answer, options = "What colour is the object?", colour, OBJECT_COLOURS
+        question, answer, choices = "What colour is the object?", colour, OBJECT_COLOURS
     else:
-        question, answer, options = "What shape is the object?", shape, SHAPES
+        question, answer, choices = "What shape is the object?", shape, SHAPES
+    # 2 to 4 options, like the temporal tasks, so a model trained on these questions alone learns to
+    # answer with one of the listed letters rather than with any letter it has seen
+    count = int(rng.integers(2, len(choices) + 1))
+    distractors = _pick(rng, [c for c in choices if c != answer], count - 1)
+    options = _canonical([answer, *distractors], choices)
     return [SynthVideo(slots, question, options, options.index(answer), SPATIAL_TASK)]
 
 

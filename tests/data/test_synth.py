@@ -65,7 +65,9 @@ def test_answers_are_balanced_over_letters(bench):
         counts = by_task[task]
         assert max(counts.values()) == min(counts.values()), (task, counts)  # exact: twins cover every answer
     spatial = by_task[SPATIAL_TASK]
-    assert len(spatial) == 4 and min(spatial.values()) >= PER_TASK // 10
+    assert sorted(spatial) == [0, 1, 2, 3], spatial
+    option_counts = Counter(len(s.options) for s in samples if s.task == SPATIAL_TASK)
+    assert sorted(option_counts) == [2, 3, 4], option_counts
 
 
 def test_temporal_questions_are_unanswerable_from_single_frames_and_from_the_frame_set(bench):
