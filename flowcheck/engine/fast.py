@@ -28,6 +28,8 @@ from flowcheck.engine.decoder import Decoder
 from flowcheck.engine.knockout import knockout_plan
 from flowcheck.engine.scoring import Knockout, LMInputs, Scored, _as_spec, _score_logits, no_padding, score_plain
 
+# Small models spend a forward's time on per-call overhead, not arithmetic: let them batch at least this much.
+MIN_DEFAULT_BUDGET_MB = 64
 SELF_CHECK_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 1e-2}
 
 
@@ -149,7 +151,7 @@ def _rows_for_budget(
 
     Without a budget, the budget is what one full forward of the sample needs transiently (attention
     scores of one layer and a few activations of every position), so batching keeps peak memory near
-    that of the plain strategy.
+    that of the plain strategy (and at least MIN_DEFAULT_BUDGET_MB).
     """
     if batch_size:
         return batch_size
@@ -169,7 +171,7 @@ def _rows_for_budget(
             + n * n
         )  # one layer's boolean mask
 
-    budget = budget_mb * 2**20 if budget_mb is not None else transient(n)
+    budget = budget_mb * 2**20 if budget_mb is not None else max(transient(n), MIN_DEFAULT_BUDGET_MB * 2**20)
     return max(1, int(budget // transient(suffix)))
 
 
