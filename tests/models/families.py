@@ -49,6 +49,30 @@ def word_tokenizer(
     return tokenizer
 
 
+def tiny_text_config(vocab_size: int, layers: int, **extra) -> dict:
+    """The language model of every tiny fixture: hidden 32, 4 heads over 2 key-value heads."""
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        **extra,
+    )
+
+
+def tiny_vit_config(**extra) -> dict:
+    """A one-layer ViT on 32-px frames with 8-px patches (CLIP, SigLIP, InternViT, SmolVLM)."""
+    return dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        **{"image_size": 32, "patch_size": 8, **extra},
+    )
+
+
 def save_qwen2_vl(folder: Path, layers: int = 4, version: str = "qwen2_vl") -> Path:
     """A tiny Qwen2-VL (or Qwen2.5-VL / Qwen3-VL) checkpoint with its processor."""
     import torch
@@ -70,16 +94,8 @@ def save_qwen2_vl(folder: Path, layers: int = 4, version: str = "qwen2_vl") -> P
         QWEN_SPECIALS, ["system", "user", "assistant"], QWEN_TEMPLATE, pad_token="<|endoftext|>", eos_token="<|im_end|>"
     )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
-    text = dict(
-        vocab_size=len(tokenizer),
-        bos_token_id=None,
-        eos_token_id=ids["<|im_end|>"],
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
+    text = tiny_text_config(
+        len(tokenizer), layers, bos_token_id=None, eos_token_id=ids["<|im_end|>"], max_position_embeddings=1024
     )
     tokens = dict(
         image_token_id=ids["<|image_pad|>"],
@@ -200,24 +216,8 @@ def save_llava_onevision(folder: Path, layers: int = 4) -> Path:
     )
     torch.manual_seed(0)
     config = LlavaOnevisionConfig(
-        vision_config=dict(
-            model_type="siglip_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        text_config=dict(
-            model_type="qwen2",
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        ),
+        vision_config=tiny_vit_config(model_type="siglip_vision_model"),
+        text_config=tiny_text_config(len(tokenizer), layers, model_type="qwen2"),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
         vision_feature_select_strategy="full",
@@ -253,24 +253,8 @@ def save_video_llava(folder: Path, layers: int = 4) -> Path:
     )
     torch.manual_seed(0)
     config = VideoLlavaConfig(
-        vision_config=dict(
-            model_type="clip_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        text_config=dict(
-            model_type="llama",
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        ),
+        vision_config=tiny_vit_config(model_type="clip_vision_model"),
+        text_config=tiny_text_config(len(tokenizer), layers, model_type="llama"),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
         vision_feature_layer=-1,
@@ -320,23 +304,8 @@ def save_internvl(folder: Path, layers: int = 4) -> Path:
     )
     torch.manual_seed(0)
     config = InternVLConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=[32, 32],
-            patch_size=[8, 8],
-        ),
-        text_config=dict(
-            model_type="qwen2",
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        ),
+        vision_config=tiny_vit_config(image_size=[32, 32], patch_size=[8, 8]),
+        text_config=tiny_text_config(len(tokenizer), layers, model_type="qwen2"),
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
         image_seq_length=4,
     )
@@ -390,13 +359,9 @@ def save_glm4v(folder: Path, layers: int = 4) -> Path:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in GLM_SPECIALS}
     torch.manual_seed(0)
     config = Glm4vConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
+        text_config=tiny_text_config(
+            len(tokenizer),
+            layers,
             max_position_embeddings=1024,
             rope_parameters={
                 "rope_type": "default",
@@ -504,23 +469,8 @@ def save_smolvlm(folder: Path, layers: int = 4) -> Path:
     )
     torch.manual_seed(0)
     config = SmolVLMConfig(
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        text_config=dict(
-            model_type="llama",
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        ),
+        vision_config=tiny_vit_config(),
+        text_config=tiny_text_config(len(tokenizer), layers, model_type="llama"),
         scale_factor=2,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
     )
