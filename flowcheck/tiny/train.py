@@ -3,8 +3,10 @@
     python -m flowcheck.tiny.train --stage image --out runs/image --steps 1500
     python -m flowcheck.tiny.train --stage video --init runs/image/final --out runs/video --steps 20000
 
-Stage ``image``: single frames, spatial questions only. Stage ``video``: 8-frame videos, the five
-temporal tasks plus spatial questions, starting from the image model. Seeds are fixed, progress
+Stage ``image``: still images, spatial questions only; a still is shown as one frame or as 8 copies
+of it (what the suites feed an image model), alternating by step, so the model answers from any
+number of frames without ever seeing motion. Stage ``video``: 8-frame videos, the five temporal
+tasks plus spatial questions, starting from the image model. Seeds are fixed, progress
 and held-out accuracy per task are printed, and a checkpoint is written at every evaluation;
 ``--resume`` continues from it and reproduces the uninterrupted run (data come in per-interval
 segments seeded by the interval index).
@@ -31,8 +33,8 @@ from flowcheck.tiny.model import TinyShape, build_model, build_processor, freeze
 from flowcheck.tiny.tokenizer import build_tokenizer
 
 STAGES = {
-    "image": {"tasks": (SPATIAL_TASK,), "frames": 1},
-    "video": {"tasks": (*TEMPORAL_TASKS, SPATIAL_TASK), "frames": 8},
+    "image": {"tasks": (SPATIAL_TASK,), "frames": (1, 8), "eval_frames": 8},
+    "video": {"tasks": (*TEMPORAL_TASKS, SPATIAL_TASK), "frames": (8,), "eval_frames": 8},
 }
 EVAL_SEED_OFFSET = 10_000
 
@@ -140,7 +142,8 @@ def train(args: argparse.Namespace) -> dict:
         for _ in range(segment * args.eval_every + args.eval_every - step):
             if step >= args.steps:
                 break
-            batch: Batch = make_batch(encoder, list(itertools.islice(videos, args.batch_size)), stage["frames"], True)
+            frames = stage["frames"][step % len(stage["frames"])]
+            batch: Batch = make_batch(encoder, list(itertools.islice(videos, args.batch_size)), frames, True)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, args)
             out = model(**batch.model_inputs(), labels=batch.labels)
@@ -153,7 +156,7 @@ def train(args: argparse.Namespace) -> dict:
             bar.set_postfix(loss=f"{out.loss.item():.3f}", sps=f"{step * args.batch_size / max(elapsed, 1e-9):.0f}")
             bar.update(1)
         log["seconds"] = time.perf_counter() - started
-        accuracy = evaluate(model, encoder, eval_videos, stage["frames"])
+        accuracy = evaluate(model, encoder, eval_videos, stage["eval_frames"])
         log["evals"].append({"step": step, "seconds": round(log["seconds"], 1), "accuracy": accuracy})
         bar.write(
             f"step {step} ({log['seconds'] / 60:.1f} min): " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items())
