@@ -2,7 +2,12 @@
 
 Record a baseline:   pytest suites/test_gating.py --flow-model MODEL --snapshot-update
 Gate a checkpoint:   pytest suites/test_gating.py --flow-model NEW --flow-baseline MODEL
+
+Without --flow-baseline a model is compared with its own recorded numbers (a regression test), and
+skipped when it has none.
 """
+
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +21,14 @@ def test_gate(flow_case, flow, snapshot, request):
             "--snapshot-update with --flow-baseline would overwrite the baseline; record it without --flow-baseline"
         )
     extension = extension_with(flow.registry.tolerances)
-    numbers = flow.gate_numbers(flow_case.model)
     name = gate_name(baseline or flow_case.model)
+    recorded = Path(extension.get_location(test_location=snapshot.test_location, index=name)).exists()
+    if not (baseline or recorded or request.config.option.update_snapshots):
+        pytest.skip(
+            f"no recorded baseline for {flow_case.model}: record one with "
+            f"pytest suites/test_gating.py --flow-model {flow_case.model} --snapshot-update"
+        )
+    numbers = flow.gate_numbers(flow_case.model)
     matched = numbers == snapshot(extension_class=extension, name=name)
     if not matched:
         problems = extension.last_problems or [

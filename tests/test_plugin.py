@@ -133,6 +133,10 @@ def test_two_shards_and_a_merge_equal_one_full_run(project, pytester):
 
 
 def test_gating_snapshot_passes_within_tolerance_and_fails_on_drift(project, pytester):
+    unrecorded = project("test_gating.py", "-rs")
+    unrecorded.assert_outcomes(skipped=1)
+    unrecorded.stdout.fnmatch_lines(["*no recorded baseline*--snapshot-update*"])
+    project("test_gating.py", "--flow-baseline", "never-recorded").assert_outcomes(failed=1)
     record = project("test_gating.py", "--snapshot-update")
     record.assert_outcomes(passed=1)
     (snapshot,) = list((pytester.path / "__snapshots__").rglob("*.json"))
