@@ -78,3 +78,17 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     straight, resumed = weights(tmp_path / "straight" / "final"), weights(tmp_path / "interrupted" / "final")
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_model_card_recipe_is_the_training_command(image_run, tmp_path):
+    from flowcheck.tiny.card import recipe_command
+
+    log = json.loads((image_run / "log.json").read_text())
+    command = recipe_command(log["args"]).replace("\\\n", " ").replace("<run folder>", str(tmp_path))
+    assert str(image_run) not in command, "the card must not show this machine's paths"
+    argv = command.split()[3:]  # after "python -m flowcheck.tiny.train"
+    reparsed = vars(train_module.parse_args(argv))
+    original = vars(train_module.parse_args(["--out", str(image_run), *FEW_STEPS, *SMALL, "--stage", "image"]))
+    for key in ("out", "resume"):
+        reparsed.pop(key), original.pop(key)
+    assert reparsed == original

@@ -80,7 +80,7 @@ def card_text(name: str, stage: str, log: dict, metrics: dict, config: dict) -> 
         "## Training recipe",
         "",
         "```",
-        json.dumps(log.get("args", {}), indent=1),
+        recipe_command(log.get("args", {})),
         "```",
         "",
         f"Training time: {log.get('seconds', 0) / 60:.1f} minutes on 2 CPU cores. Held-out accuracy during training "
@@ -132,6 +132,22 @@ def card_text(name: str, stage: str, log: dict, metrics: dict, config: dict) -> 
         "",
     ]
     return "\n".join(lines)
+
+
+_MACHINE_ARGS = ("out", "init", "resume")
+
+
+def recipe_command(args: dict) -> str:
+    """The training command of a run, without its machine-specific paths."""
+    parts = ["python -m flowcheck.tiny.train"]
+    for key, value in args.items():
+        if key in _MACHINE_ARGS or value in ("", "None"):
+            continue
+        parts.append(f"--{key.replace('_', '-')} {value}")
+    if args.get("init") not in (None, "", "None"):
+        parts.append("--init <the image-stage model>")
+    parts.append("--out <run folder>")
+    return " \\\n    ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
