@@ -9,7 +9,7 @@ from pathlib import Path
 from flowcheck.data.hub import default_cache
 
 DEFAULT_SEED = 2026
-DEFAULT_PER_TASK = 120
+DEFAULT_PER_TASK = 50
 
 
 def synthetic_root(cache: Path | None = None, seed: int = DEFAULT_SEED, per_task: int = DEFAULT_PER_TASK) -> Path:
