@@ -77,7 +77,8 @@ class TolerantNumbers(JSONSnapshotExtension):
 
     @classmethod
     def get_snapshot_name(cls, *, test_location, index=0) -> str:
-        return f"{test_location.methodname}-{index}"
+        # "test_gate[<model>]" is the parametrized test id, so syrupy relates the file to the test.
+        return f"{test_location.methodname}[{index}]"
 
     def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
         current, baseline = json.loads(serialized_data), json.loads(snapshot_data)
