@@ -185,6 +185,13 @@ def test_boolean_tensor_and_per_row_masks_match_position_pairs():
     assert (out[0] - all_logits(decoder, inputs)).abs().max() <= 1e-5
     assert (out[1] - from_mask).abs().max() <= 1e-5
 
+    # the rows of the last positions only ([r, n]): what the fast engine passes for a suffix forward
+    with knockout(model, mask[12:], [1, 2]):
+        from_suffix_rows = all_logits(decoder, inputs)
+    assert torch.equal(from_suffix_rows, from_mask)
+    with pytest.raises(ValueError, match="last rows"), knockout(model, mask[12:, :-1], [1, 2]):
+        all_logits(decoder, inputs)
+
 
 def test_bf16_knockout_tracks_fp32():
     model = tiny_llama()

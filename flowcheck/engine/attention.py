@@ -46,13 +46,23 @@ def _positions(p: object) -> torch.Tensor | slice:
 
 
 def materialize(spec: BlockedSpec, kv_len: int, device: torch.device) -> torch.Tensor:
-    """A boolean [kv_len, kv_len] (or [B, kv_len, kv_len]) blocked mask from a spec."""
+    """A boolean [kv_len, kv_len] (or [B, kv_len, kv_len]) blocked mask from a spec.
+
+    A tensor with fewer rows than kv_len columns ([..., r, kv_len]) holds the rows of the last r
+    query positions only (what a forward over a suffix needs; earlier queries block nothing) and is
+    returned as is.
+    """
     if isinstance(spec, torch.Tensor):
         if spec.dtype != torch.bool:
             raise TypeError("a blocked mask must be a boolean tensor (True = edge removed)")
         size = spec.shape[-1]
+        if spec.shape[-2] < size and size == kv_len:
+            return spec.to(device)
         if spec.shape[-2] != size:
-            raise ValueError(f"a blocked mask must be square in its last two dims, got {tuple(spec.shape)}")
+            raise ValueError(
+                f"a blocked mask must be square in its last two dims or hold the last rows of a "
+                f"{kv_len}-key mask, got {tuple(spec.shape)}"
+            )
         if size == kv_len:
             return spec.to(device)
         if size > kv_len:
@@ -73,9 +83,18 @@ def materialize(spec: BlockedSpec, kv_len: int, device: torch.device) -> torch.T
     return mask
 
 
-def _restrict(attention_mask: torch.Tensor | None, blocked: torch.Tensor, query: torch.Tensor, kv_len: int):
+def _query_rows(blocked: torch.Tensor, q_len: int) -> torch.Tensor:
+    """The blocked rows of the last q_len query positions (masks end at the last position; rows a mask
+    does not hold block nothing)."""
+    held = blocked.shape[-2]
+    if held >= q_len:
+        return blocked[..., held - q_len :, :]
+    free = torch.zeros(*blocked.shape[:-2], q_len - held, blocked.shape[-1], dtype=torch.bool, device=blocked.device)
+    return torch.cat([free, blocked], dim=-2)
+
+
+def _restrict(attention_mask: torch.Tensor | None, rows: torch.Tensor, query: torch.Tensor, kv_len: int):
     q_len = query.shape[-2]
-    rows = blocked[..., kv_len - q_len : kv_len, :kv_len]
     rows = rows[None, None] if rows.dim() == 2 else rows[:, None]
     if attention_mask is None:
         q_pos = torch.arange(kv_len - q_len, kv_len, device=query.device)
@@ -93,10 +112,11 @@ def flowcheck_attention(module, query, key, value, attention_mask, **kwargs):
     if specs:
         kv_len = key.shape[-2]
         active.calls[id(module)] = active.calls.get(id(module), 0) + 1
-        blocked = materialize(specs[0], kv_len, query.device)
+        q_len = query.shape[-2]
+        rows = _query_rows(materialize(specs[0], kv_len, query.device), q_len)
         for extra in specs[1:]:
-            blocked = blocked | materialize(extra, kv_len, query.device)
-        attention_mask = _restrict(attention_mask, blocked, query, kv_len)
+            rows = rows | _query_rows(materialize(extra, kv_len, query.device), q_len)
+        attention_mask = _restrict(attention_mask, rows, query, kv_len)
         kwargs["is_causal"] = False
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 

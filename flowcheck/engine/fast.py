@@ -129,17 +129,17 @@ def self_check(decoder: Decoder, base: Baseline, inputs: LMInputs) -> bool:
     return True
 
 
-def _row_masks(group: Sequence[Knockout], n: int, device) -> dict[int, torch.Tensor]:
-    """Per layer, a [rows, n, n] blocked mask (rows without that layer block nothing)."""
+def _row_masks(group: Sequence[Knockout], n: int, p: int, device) -> dict[int, torch.Tensor]:
+    """Per layer, a [rows, n - p, n] blocked mask of the suffix queries (rows without that layer block nothing)."""
     from flowcheck.engine.attention import materialize
 
     layers = sorted({layer for ko in group for layer in ko.plan})
     out = {}
     for layer in layers:
-        stack = torch.zeros(len(group), n, n, dtype=torch.bool, device=device)
+        stack = torch.zeros(len(group), n - p, n, dtype=torch.bool, device=device)
         for row, ko in enumerate(group):
             if layer in ko.plan:
-                stack[row] = materialize(_as_spec(ko.plan[layer]), n, device)
+                stack[row] = materialize(_as_spec(ko.plan[layer]), n, device)[p:]
         out[layer] = stack
     return out
 
@@ -168,8 +168,8 @@ def _rows_for_budget(
             heads * q * n * 4  # attention scores of one layer
             + 2 * kv_heads * head_dim * n * width  # one layer's keys and values
             + q * (4 * config.hidden_size + 2 * inter) * width  # activations of one layer
-            + n * n
-        )  # one layer's boolean mask
+            + q * n * decoder.num_layers
+        )  # the suffix rows of every layer's boolean mask
 
     budget = budget_mb * 2**20 if budget_mb is not None else max(transient(n), MIN_DEFAULT_BUDGET_MB * 2**20)
     return max(1, int(budget // transient(suffix)))
@@ -213,7 +213,7 @@ def score_fast(
             chunk = indices[start : start + rows]
             group = [knockouts[i] for i in chunk]
             try:
-                with knockout_plan(decoder, _row_masks(group, n, inputs.inputs_embeds.device)):
+                with knockout_plan(decoder, _row_masks(group, n, p, inputs.inputs_embeds.device)):
                     logits = _suffix_logits(decoder, base, inputs, p, a, len(group))
             except torch.OutOfMemoryError as err:
                 raise RuntimeError(
