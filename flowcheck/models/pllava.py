@@ -13,7 +13,6 @@ paper's ImageLLM baselines do. The prompt is the authors' exact MVBench conversa
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,13 +28,10 @@ from transformers import (
 )
 from transformers.activations import ACT2FN
 
-from flowcheck.data.sample import Sample
-from flowcheck.engine import LMInputs
-from flowcheck.layout import Span, TokenLayout
-from flowcheck.models.base import AdapterError, EncodedSample, ModelAdapter
-from flowcheck.models.hf_native import letter_token_ids, torch_dtype
+from flowcheck.models.hf_native import torch_dtype
 from flowcheck.models.registry import register
-from flowcheck.prompt import ANSWER_PREFIX, SYSTEM_MVBENCH, CharSpan, mc_text, token_span
+from flowcheck.models.spliced import SplicedVideoAdapter, checkpoint_folder, load_converted_weights
+from flowcheck.prompt import SYSTEM_MVBENCH
 
 
 class PllavaProjector(nn.Module):
@@ -100,40 +96,24 @@ _PREFIXES = (
 )
 
 
-def _rename(key: str) -> str | None:
+def _rename(key: str, value: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     if key.startswith(("vision_tower.", "multi_modal_projector.", "language_model.")):
-        return key  # PLLaVA's own names
+        return [(key, value)]  # PLLaVA's own names
     for old, new in _PREFIXES:
         if key.startswith(old):
-            return new + key[len(old) :]
-    return None  # e.g. LLaVA-NeXT's image_newline: unused by the pooled video pipeline
-
-
-def load_weights(model: PllavaModel, folder: Path) -> None:
-    """Load every safetensors shard of `folder` into `model` under PLLaVA's names; fail on missing weights."""
-    from safetensors.torch import load_file
-
-    shards = sorted(folder.glob("*.safetensors"))
-    if not shards:
-        raise AdapterError(f"{folder} has no .safetensors weights")
-    state = {}
-    for shard in shards:
-        for key, value in load_file(str(shard)).items():
-            name = _rename(key)
-            if name is not None:
-                state[name] = value
-    expected = dict(model.state_dict())
-    missing = sorted(k for k in expected if k not in state and not k.endswith("position_ids"))
-    if missing:
-        raise AdapterError(f"{folder}: weights missing for {len(missing)} parameters, e.g. {missing[:3]}")
-    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+            return [(new + key[len(old) :], value)]
+    return []  # e.g. LLaVA-NeXT's image_newline: unused by the pooled video pipeline
 
 
 @register
-class PllavaAdapter(ModelAdapter):
+class PllavaAdapter(SplicedVideoAdapter):
+    """The authors' eval_mvbench conversation (official-protocol.md 6.2); CLIP preprocessing."""
+
     family = "pllava"
     model_types = ("llava",)
     description = "PLLaVA format (the paper's LLaVA-NeXT-Video-FT; image baselines with @pllava)"
+    prompt_head = SYSTEM_MVBENCH + " USER: <image>\n USER: "
+    prompt_tail = " ASSISTANT:"
 
     @classmethod
     def accepts(cls, config: dict) -> bool:
@@ -141,17 +121,7 @@ class PllavaAdapter(ModelAdapter):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **options: Any) -> PllavaAdapter:
-        folder = Path(name_or_path)
-        if not folder.is_dir():
-            from huggingface_hub import snapshot_download
-
-            folder = Path(
-                snapshot_download(
-                    name_or_path,
-                    revision=options.get("revision"),
-                    allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"],
-                )
-            )
+        folder = checkpoint_folder(name_or_path, options.get("revision"))
         config = json.loads((folder / "config.json").read_text())
         if "pooling_shape" not in config:  # an image LLaVA-NeXT checkpoint run as the paper's baseline
             config = {
@@ -161,7 +131,7 @@ class PllavaAdapter(ModelAdapter):
                 "image_token_index": config.get("image_token_index", config.get("image_token_id", 32000)),
             }
         model = PllavaModel(config)
-        load_weights(model, folder)
+        load_converted_weights(model, folder, _rename)
         model.to(dtype=torch_dtype(options.get("dtype", "float32")), device=options.get("device", "cpu"))
         tokenizer = AutoTokenizer.from_pretrained(folder)
         image_processor = CLIPImageProcessor.from_pretrained(folder)
@@ -170,70 +140,13 @@ class PllavaAdapter(ModelAdapter):
             model, {"tokenizer": tokenizer, "image_processor": image_processor}, name=name_or_path, num_frames=frames
         )
 
-    @property
-    def tokenizer(self):
-        return self.processor["tokenizer"]
+    def placeholder_id(self) -> int:
+        return self.model.image_token_index
+
+    def frame_groups(self, frames: np.ndarray) -> int:
+        return int(self.model.config_dict["pooling_shape"][0])  # temporal groups after pooling
 
     @property
     def tokens_per_frame(self) -> int:
         shape = self.model.config_dict["pooling_shape"]
         return int(shape[1] * shape[2])
-
-    def prompt(self, sample: Sample) -> tuple[str, dict[str, CharSpan]]:
-        """The authors' eval_mvbench conversation (official-protocol.md 6.2) with character spans."""
-        mc = mc_text(sample.question, sample.options)
-        head = SYSTEM_MVBENCH + " USER: <image>\n USER: "
-        text = head + mc.text + " ASSISTANT:" + ANSWER_PREFIX
-        u = len(head)
-        spans = {
-            "question": mc.question.shifted(u),
-            "question_only": mc.question_only.shifted(u),
-            "post": mc.post.shifted(u),
-        }
-        spans.update({f"option:{i}": s.shifted(u) for i, s in enumerate(mc.options)})
-        return text, spans
-
-    def pixel_values(self, frames: np.ndarray) -> torch.Tensor:
-        """The authors' preprocessing: short edge resized, then the CLIP processor's resize and centre crop."""
-        processed = self.processor["image_processor"](list(frames), return_tensors="pt")
-        return processed["pixel_values"].to(self.device, self.dtype)
-
-    def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
-        text, spans = self.prompt(sample)
-        tokenizer = self.tokenizer
-        enc = tokenizer(text, return_offsets_mapping=True)
-        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-        placeholder = self.model.image_token_index
-        if ids.count(placeholder) != 1:
-            raise AdapterError(
-                f"the prompt tokenizes to {ids.count(placeholder)} <image> placeholders; PLLaVA needs one"
-            )
-        p = ids.index(placeholder)
-        video = self.model.video_embeddings(self.pixel_values(frames))
-        with torch.no_grad():
-            embeds = self.decoder.input_embeddings()(torch.tensor([ids], device=self.device))
-        merged = torch.cat([embeds[:, :p], video[None].to(embeds.dtype), embeds[:, p + 1 :]], dim=1)
-        shift = video.shape[0] - 1
-
-        def span(name: str) -> Span:
-            start, end = token_span(offsets, spans[name])
-            return Span(start + shift, end + shift) if start > p else Span(start, end)
-
-        n = merged.shape[1]
-        count = int(self.model.config_dict["pooling_shape"][0])  # temporal groups after pooling
-        per = video.shape[0] // count
-        question = span("question")
-        layout = TokenLayout(
-            n=n,
-            video=Span(p, p + video.shape[0]),
-            frames=tuple(Span(p + i * per, p + (i + 1) * per) for i in range(count)),
-            question=question,
-            question_only=span("question_only"),
-            options=tuple(span(f"option:{i}") for i in range(len(sample.options))),
-            true_index=sample.answer_index,
-            system=Span(0, p),
-            post=Span(question.end, n - 1),
-        )
-        inputs = LMInputs(merged, torch.arange(n, device=self.device)[None])
-        expanded = torch.tensor(ids[:p] + [placeholder] * video.shape[0] + ids[p + 1 :])
-        return EncodedSample(sample.id, layout, inputs, letter_token_ids(tokenizer, len(sample.options)), expanded)

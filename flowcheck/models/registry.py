@@ -15,6 +15,7 @@ FAMILY_MODULES: list[str] = [
     "flowcheck.models.llava_family",
     "flowcheck.models.internvl",
     "flowcheck.models.pllava",
+    "flowcheck.models.internvl_chat",
     "flowcheck.models.smolvlm",
     "flowcheck.models.qwen_vl",
 ]

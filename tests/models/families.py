@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
@@ -486,3 +487,34 @@ def save_smolvlm(folder: Path, layers: int = 4) -> Path:
         chat_template=SMOL_TEMPLATE,
     ).save_pretrained(folder)
     return folder
+
+
+def spliced_last_logits(adapter, enc) -> torch.Tensor:
+    """The last position's logits of an encoded sample through the adapter's decoder path."""
+    mask = torch.ones(1, enc.inputs.n, dtype=torch.long)
+    with torch.no_grad():
+        hidden = adapter.decoder.module(**enc.inputs.kwargs(), attention_mask=mask).last_hidden_state
+        return adapter.decoder.lm_head(hidden[0, -1])
+
+
+def assert_question_and_answer_prefix(adapter, enc, sample) -> None:
+    """The question span decodes to the question and the prompt ends with the answer prefix's "("."""
+    layout, tok = enc.layout, adapter.tokenizer
+    question = tok.decode(enc.input_ids[layout.question_only.start : layout.question_only.end])
+    assert question == sample.question.replace("?", " ?")
+    assert tok.decode(enc.input_ids[-1:]) == "("
+
+
+def spliced_reference_logits(lm, ids: list[int], placeholder: int, video: torch.Tensor) -> torch.Tensor:
+    """A reference forward: `video` ([tokens, hidden]) replaces the one `placeholder` of `ids` in `lm`'s input."""
+    p = ids.index(placeholder)
+    with torch.no_grad():
+        emb = lm.get_input_embeddings()(torch.tensor([ids]))
+        merged = torch.cat([emb[:, :p], video[None], emb[:, p + 1 :]], dim=1)
+        return lm(inputs_embeds=merged).logits[0, -1]
+
+
+def authors_question(sample) -> str:
+    """The authors' qa_template for a sample, written out independently of flowcheck.prompt."""
+    options = "\n".join(f"({'ABCDEFG'[i]}) {o}" for i, o in enumerate(sample.options))
+    return f"Question: {sample.question}\nOptions:\n{options} \nOnly give the best option."

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from families import word_tokenizer
+from families import (
+    assert_question_and_answer_prefix,
+    authors_question,
+    spliced_last_logits,
+    spliced_reference_logits,
+    word_tokenizer,
+)
 from safetensors.torch import save_file
 from tiny_checkpoint import synthetic_sample
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
@@ -75,19 +81,7 @@ def checkpoint(tmp_path_factory):
 def reference_logits(checkpoint, sample, frames) -> torch.Tensor:
     """PLLaVA's forward written out independently."""
     folder, clip, llama, projector, tokenizer = checkpoint
-    question = (
-        "Question: "
-        + sample.question
-        + "\nOptions:\n"
-        + "\n".join(f"({'ABCD'[i]}) {o}" for i, o in enumerate(sample.options))
-    )
-    prompt = (
-        SYSTEM_MVBENCH
-        + " USER: <image>\n USER: "
-        + question
-        + " \nOnly give the best option. ASSISTANT:"
-        + "Best option:("
-    )
+    prompt = SYSTEM_MVBENCH + " USER: <image>\n USER: " + authors_question(sample) + " ASSISTANT:" + "Best option:("
     ids = tokenizer(prompt).input_ids
     pixels = CLIPImageProcessor.from_pretrained(folder)(list(frames), return_tensors="pt")["pixel_values"]
     with torch.no_grad():
@@ -102,10 +96,7 @@ def reference_logits(checkpoint, sample, frames) -> torch.Tensor:
         )
         x = x.reshape(1, 8, 4, 4, 48).permute(0, 4, 1, 2, 3)
         x = F.adaptive_avg_pool3d(x, (8, 2, 2)).flatten(2).transpose(1, 2)[0]  # [32, 48]
-        p = ids.index(tokenizer.convert_tokens_to_ids("<image>"))
-        emb = llama.get_input_embeddings()(torch.tensor([ids]))
-        merged = torch.cat([emb[:, :p], x[None], emb[:, p + 1 :]], dim=1)
-        return llama(inputs_embeds=merged).logits[0, -1]
+    return spliced_reference_logits(llama, ids, tokenizer.convert_tokens_to_ids("<image>"), x)
 
 
 def test_pllava_checkpoint_matches_a_direct_reimplementation(checkpoint):
@@ -113,17 +104,10 @@ def test_pllava_checkpoint_matches_a_direct_reimplementation(checkpoint):
     assert adapter.family == "pllava" and adapter.tokens_per_frame == 4
     sample, frames = synthetic_sample("moving_direction")
     enc = adapter.encode(sample, frames)
-    mask = torch.ones(1, enc.inputs.n, dtype=torch.long)
-    with torch.no_grad():
-        hidden = adapter.decoder.module(**enc.inputs.kwargs(), attention_mask=mask).last_hidden_state
-        logits = adapter.decoder.lm_head(hidden[0, -1])
+    logits = spliced_last_logits(adapter, enc)
     assert (logits - reference_logits(checkpoint, sample, frames)).abs().max() <= 1e-5
-    layout, tok = enc.layout, adapter.tokenizer
-    assert len(layout.video) == 32 and len(layout.frames) == 8
-    assert tok.decode(enc.input_ids[layout.question_only.start : layout.question_only.end]) == sample.question.replace(
-        "?", " ?"
-    )
-    assert tok.decode(enc.input_ids[-1:]) == "("
+    assert len(enc.layout.video) == 32 and len(enc.layout.frames) == 8
+    assert_question_and_answer_prefix(adapter, enc, sample)
 
 
 def test_image_llava_next_checkpoints_need_the_family_flag(checkpoint, tmp_path):

@@ -1,0 +1,158 @@
+"""Shared parts of adapters built from transformers parts (PLLaVA, InternVL-chat): weights read
+under renamed keys, and a prompt whose single placeholder token is replaced by the video embeddings."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from flowcheck.data.sample import Sample
+from flowcheck.engine import LMInputs
+from flowcheck.layout import Span, TokenLayout
+from flowcheck.models.base import AdapterError, EncodedSample, ModelAdapter
+from flowcheck.models.hf_native import letter_token_ids
+from flowcheck.prompt import ANSWER_PREFIX, CharSpan, mc_text, token_span
+
+Converter = Callable[[str, torch.Tensor], Iterable[tuple[str, torch.Tensor]]]
+"""Maps one stored weight to the model's (name, tensor) pairs (none to drop it, several to split it)."""
+
+
+def checkpoint_folder(name_or_path: str, revision: str | None = None) -> Path:
+    """A local folder as is; a hub id downloaded (configs, weights, tokenizer files) into the hub cache."""
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        return folder
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(
+            name_or_path, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]
+        )
+    )
+
+
+def load_converted_weights(model: nn.Module, folder: Path, convert: Converter) -> None:
+    """Load every safetensors shard of `folder` into `model` through `convert`; fail on missing weights."""
+    from safetensors.torch import load_file
+
+    shards = sorted(folder.glob("*.safetensors"))
+    if not shards:
+        raise AdapterError(f"{folder} has no .safetensors weights")
+    state = {}
+    for shard in shards:
+        for key, value in load_file(str(shard)).items():
+            state.update(convert(key, value))
+    expected = dict(model.state_dict())
+    missing = sorted(k for k in expected if k not in state and not k.endswith("position_ids"))
+    if missing:
+        raise AdapterError(f"{folder}: weights missing for {len(missing)} parameters, e.g. {missing[:3]}")
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+
+
+def encode_spliced(
+    sample: Sample,
+    text: str,
+    spans: dict[str, CharSpan],
+    tokenizer,
+    placeholder: int,
+    video: torch.Tensor,
+    frame_count: int,
+    input_embeddings: nn.Module,
+) -> EncodedSample:
+    """Tokenize `text`, replace its one `placeholder` token by `video` ([tokens, hidden]) and lay out the spans.
+
+    `spans` holds character spans of ``question``, ``question_only``, ``post`` and ``option:<i>``; the
+    video's tokens split evenly into `frame_count` frames.
+    """
+    enc = tokenizer(text, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    if ids.count(placeholder) != 1:
+        name = tokenizer.convert_ids_to_tokens(placeholder)
+        raise AdapterError(f"the prompt tokenizes to {ids.count(placeholder)} {name} placeholders; it needs one")
+    p = ids.index(placeholder)
+    device = video.device
+    with torch.no_grad():
+        embeds = input_embeddings(torch.tensor([ids], device=device))
+    merged = torch.cat([embeds[:, :p], video[None].to(embeds.dtype), embeds[:, p + 1 :]], dim=1)
+    shift = video.shape[0] - 1
+
+    def span(name: str) -> Span:
+        start, end = token_span(offsets, spans[name])
+        return Span(start + shift, end + shift) if start > p else Span(start, end)
+
+    n = merged.shape[1]
+    per = video.shape[0] // frame_count
+    question = span("question")
+    layout = TokenLayout(
+        n=n,
+        video=Span(p, p + video.shape[0]),
+        frames=tuple(Span(p + i * per, p + (i + 1) * per) for i in range(frame_count)),
+        question=question,
+        question_only=span("question_only"),
+        options=tuple(span(f"option:{i}") for i in range(len(sample.options))),
+        true_index=sample.answer_index,
+        system=Span(0, p),
+        post=Span(question.end, n - 1),
+    )
+    inputs = LMInputs(merged, torch.arange(n, device=device)[None])
+    expanded = torch.tensor(ids[:p] + [placeholder] * video.shape[0] + ids[p + 1 :])
+    return EncodedSample(sample.id, layout, inputs, letter_token_ids(tokenizer, len(sample.options)), expanded)
+
+
+class SplicedVideoAdapter(ModelAdapter):
+    """An adapter whose model embeds a video with `video_embeddings(pixel_values)` and whose prompt (the
+    authors' conversation: `prompt_head`, the question, `prompt_tail`, the answer prefix) holds one
+    placeholder token that the video's embeddings replace. `processor` is a dict with a tokenizer and an
+    image processor."""
+
+    prompt_head: str
+    prompt_tail: str
+
+    @property
+    def tokenizer(self):
+        return self.processor["tokenizer"]
+
+    @abstractmethod
+    def placeholder_id(self) -> int:
+        """The token id the video's embeddings replace."""
+
+    def frame_groups(self, frames: np.ndarray) -> int:
+        """How many equal frame spans the video's tokens form (one per input frame unless pooled in time)."""
+        return len(frames)
+
+    def prompt(self, sample: Sample) -> tuple[str, dict[str, CharSpan]]:
+        """The conversation text with the character spans of the question, its parts and the options."""
+        mc = mc_text(sample.question, sample.options)
+        text = self.prompt_head + mc.text + self.prompt_tail + ANSWER_PREFIX
+        u = len(self.prompt_head)
+        spans = {
+            "question": mc.question.shifted(u),
+            "question_only": mc.question_only.shifted(u),
+            "post": mc.post.shifted(u),
+        }
+        spans.update({f"option:{i}": s.shifted(u) for i, s in enumerate(mc.options)})
+        return text, spans
+
+    def pixel_values(self, frames: np.ndarray) -> torch.Tensor:
+        """The image processor's resize, centre crop and normalisation of every frame."""
+        processed = self.processor["image_processor"](list(frames), return_tensors="pt")
+        return processed["pixel_values"].to(self.device, self.dtype)
+
+    def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
+        text, spans = self.prompt(sample)
+        video = self.model.video_embeddings(self.pixel_values(frames))
+        return encode_spliced(
+            sample,
+            text,
+            spans,
+            self.tokenizer,
+            self.placeholder_id(),
+            video,
+            self.frame_groups(frames),
+            self.decoder.input_embeddings(),
+        )
