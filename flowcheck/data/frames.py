@@ -95,6 +95,19 @@ def read_frames(
     raise VideoError(path, "unreadable video (" + "; ".join(errors) + ")")
 
 
+def frame_times(path: Path | str, num_frames: int = 8, start: float | None = None, end: float | None = None):
+    """Seconds of the frames `read_frames` returns (segment centres), or None when the video cannot be opened."""
+    try:
+        import decord
+
+        reader = decord.VideoReader(str(path), num_threads=1)
+        fps = float(reader.get_avg_fps())
+        indices = segment_centre_indices(len(reader), fps, num_frames, start, end)
+    except Exception:  # a missing or unreadable file: the caller decides what to label frames with
+        return None
+    return [index / fps for index in indices]
+
+
 @dataclass(frozen=True)
 class FrameRequest:
     """Which frames of which video: the cache key."""

@@ -18,6 +18,7 @@ FAMILY_MODULES: list[str] = [
     "flowcheck.models.internvl_chat",
     "flowcheck.models.smolvlm",
     "flowcheck.models.qwen_vl",
+    "flowcheck.models.videollama3",
 ]
 
 _FAMILIES: dict[str, type[ModelAdapter]] = {}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from videos import frame_indices, index_frames, write_index_video
 
-from flowcheck.data.frames import FrameCache, FrameRequest, VideoError, read_frames, read_many
+from flowcheck.data.frames import FrameCache, FrameRequest, VideoError, frame_times, read_frames, read_many
 from flowcheck.data.sample import Sample
 from flowcheck.data.sampling import segment_centre_indices
 
@@ -18,6 +18,14 @@ def test_segment_centres_follow_the_authors_rule():
     assert segment_centre_indices(100, 25.0, 8, 1.0, 2.0) == [26, 29, 32, 35, 38, 42, 45, 48]
     with pytest.raises(ValueError, match="select no frame"):
         segment_centre_indices(10, 10.0, 8, 5.0, 6.0)
+
+
+def test_frame_times_are_the_seconds_of_the_decoded_frames(tmp_path):
+    video = write_index_video(tmp_path / "v.mp4", 40, fps=10)
+    times = frame_times(video, 4, start=1.0, end=3.0)
+    assert times == [i / 10 for i in frame_indices(read_frames(video, 4, start=1.0, end=3.0))]
+    assert times == [1.2, 1.7, 2.2, 2.7]
+    assert frame_times(tmp_path / "missing.mp4", 4) is None
 
 
 @pytest.mark.parametrize("backend", ["decord", "pyav", "auto"])

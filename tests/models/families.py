@@ -518,3 +518,44 @@ def authors_question(sample) -> str:
     """The authors' qa_template for a sample, written out independently of flowcheck.prompt."""
     options = "\n".join(f"({'ABCDEFG'[i]}) {o}" for i, o in enumerate(sample.options))
     return f"Question: {sample.question}\nOptions:\n{options} \nOnly give the best option."
+
+
+def save_videollama3(folder: Path, layers: int = 4) -> Path:
+    """A tiny VideoLLaMA3 (transformers format): 14-px patches merged 2x2, Qwen2 LM, Qwen-style template."""
+    from transformers import (
+        VideoLlama3Config,
+        VideoLlama3ForConditionalGeneration,
+        VideoLlama3ImageProcessor,
+        VideoLlama3Processor,
+        VideoLlama3VideoProcessor,
+    )
+
+    tokenizer = word_tokenizer(
+        QWEN_SPECIALS,
+        ["system", "user", "assistant", "Time", "s", *[str(i) for i in range(10)]],
+        QWEN_TEMPLATE.replace("<|vision_start|><|video_pad|><|vision_end|>", "<|video_pad|>"),
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    text = tiny_text_config(len(tokenizer), layers, model_type="qwen2", max_position_embeddings=1024)
+    torch.manual_seed(0)
+    config = VideoLlama3Config(
+        text_config=text,
+        vision_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, patch_size=14
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+    )
+    VideoLlama3ForConditionalGeneration(config).save_pretrained(folder)
+    pixels = dict(patch_size=14, merge_size=2, size={"shortest_edge": 28 * 28, "longest_edge": 56 * 56})
+    VideoLlama3Processor(
+        image_processor=VideoLlama3ImageProcessor(**pixels),
+        video_processor=VideoLlama3VideoProcessor(
+            **{**pixels, "size": {"shortest_edge": 28 * 28, "longest_edge": 56 * 56 * 8}}
+        ),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+    ).save_pretrained(folder)
+    return folder

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from families import save_glm4v, save_internvl, save_llava_onevision, save_qwen2_vl, save_smolvlm, save_video_llava
+from families import (
+    save_glm4v,
+    save_internvl,
+    save_llava_onevision,
+    save_qwen2_vl,
+    save_smolvlm,
+    save_video_llava,
+    save_videollama3,
+)
 from tiny_checkpoint import save_tiny_checkpoint, synthetic_sample
 
 import flowcheck
@@ -22,6 +30,7 @@ FAMILIES = {
     "qwen2_vl": ("qwen2-vl", lambda d: save_qwen2_vl(d, version="qwen2_vl"), 2),
     "qwen2_5_vl": ("qwen2.5-vl", lambda d: save_qwen2_vl(d, version="qwen2_5_vl"), 2),
     "qwen3_vl": ("qwen3-vl", lambda d: save_qwen2_vl(d, version="qwen3_vl"), 2),
+    "video_llama_3": ("videollama3", save_videollama3, 2),
 }
 
 
@@ -52,10 +61,13 @@ def test_layout_matches_the_template_and_the_placeholder_mask(family):
         "internvl",
         "glm4v",
         "smolvlm",
+        "video_llama_3",
     ):  # one block; these interleave per-frame text between frames
         assert video_positions == set(layout.video.positions())
     assert len(layout.frames) == (4 if key.startswith(("qwen", "glm")) else 8)
     assert all(video_positions & set(f.positions()) for f in layout.frames)
+    if key == "video_llama_3":  # each frame carries its "Time t s:" label, as in the authors' prompt
+        assert all("Time" in tok.decode(ids[f.start : f.end]) for f in layout.frames)
     assert tok.decode(ids[layout.question_only.start : layout.question_only.end]) == sample.question.replace("?", " ?")
     assert tok.decode(ids[layout.options[0].start : layout.options[0].end]).startswith("( A )")
     assert tok.decode(ids[-1:]) == "("
