@@ -251,3 +251,15 @@ def test_layers_out_of_range_are_refused():
     model = tiny_llama(layers=2)
     with pytest.raises(ValueError, match=r"layers 0\.\.1"), knockout(model, [([3], [1])], [2]):
         pass
+
+
+def test_materialize_builds_only_the_rows_from_first_row_on():
+    from flowcheck.engine.attention import materialize
+
+    n = 20
+    pairs = [(range(3, 15), range(0, 4)), ([2, 9, 17], [5, 6]), (slice(12, 20), slice(10, 12)), (range(0, 5), [1])]
+    full = materialize(pairs, n, torch.device("cpu"))
+    assert int(full.sum()) == 12 * 4 + 3 * 2 + 8 * 2 + 5 - 2  # (3, 1) and (4, 1) are in the first block too
+    for first in (0, 1, 7, 12, 19):
+        assert torch.equal(materialize(pairs, n, torch.device("cpu"), first_row=first), full[first:])
+        assert torch.equal(materialize(full, n, torch.device("cpu"), first_row=first), full[first:])

@@ -45,12 +45,12 @@ def _positions(p: object) -> torch.Tensor | slice:
     return torch.as_tensor(list(p) if not isinstance(p, torch.Tensor) else p, dtype=torch.long)
 
 
-def materialize(spec: BlockedSpec, kv_len: int, device: torch.device) -> torch.Tensor:
+def materialize(spec: BlockedSpec, kv_len: int, device: torch.device, first_row: int = 0) -> torch.Tensor:
     """A boolean [kv_len, kv_len] (or [B, kv_len, kv_len]) blocked mask from a spec.
 
     A tensor with fewer rows than kv_len columns ([..., r, kv_len]) holds the rows of the last r
     query positions only (what a forward over a suffix needs; earlier queries block nothing) and is
-    returned as is.
+    returned as is. `first_row` > 0 builds only the rows of queries >= first_row ([kv_len - first_row, kv_len]).
     """
     if isinstance(spec, torch.Tensor):
         if spec.dtype != torch.bool:
@@ -63,21 +63,20 @@ def materialize(spec: BlockedSpec, kv_len: int, device: torch.device) -> torch.T
                 f"a blocked mask must be square in its last two dims or hold the last rows of a "
                 f"{kv_len}-key mask, got {tuple(spec.shape)}"
             )
-        if size == kv_len:
-            return spec.to(device)
-        if size > kv_len:
-            return spec[..., :kv_len, :kv_len].to(device)
+        if size >= kv_len:
+            return spec[..., first_row:kv_len, :kv_len].to(device)
         grown = torch.zeros(*spec.shape[:-2], kv_len, kv_len, dtype=torch.bool, device=device)
         grown[..., :size, :size] = spec.to(device)
-        return grown
-    mask = torch.zeros(kv_len, kv_len, dtype=torch.bool, device=device)
+        return grown[..., first_row:, :]
+    mask = torch.zeros(kv_len - first_row, kv_len, dtype=torch.bool, device=device)
+    index = torch.arange(kv_len, device=device)
     for queries, keys in spec:
         q, k = _positions(queries), _positions(keys)
-        if isinstance(q, slice) and isinstance(k, slice):
-            mask[q, k] = True
-            continue
-        index = torch.arange(kv_len, device=device)
         rows = index[q] if isinstance(q, slice) else q.to(device)
+        rows = rows[rows >= first_row] - first_row
+        if isinstance(k, slice) and rows.numel() and bool((rows[1:] - rows[:-1] == 1).all()):
+            mask[int(rows[0]) : int(rows[-1]) + 1, k] = True  # a contiguous block: no index tensors
+            continue
         cols = index[k] if isinstance(k, slice) else k.to(device)
         mask[rows.unsqueeze(-1), cols.unsqueeze(0)] = True
     return mask

@@ -139,7 +139,7 @@ def _row_masks(group: Sequence[Knockout], n: int, p: int, device) -> dict[int, t
         stack = torch.zeros(len(group), n - p, n, dtype=torch.bool, device=device)
         for row, ko in enumerate(group):
             if layer in ko.plan:
-                stack[row] = materialize(_as_spec(ko.plan[layer]), n, device)[p:]
+                stack[row] = materialize(_as_spec(ko.plan[layer]), n, device, first_row=p)
         out[layer] = stack
     return out
 

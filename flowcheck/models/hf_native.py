@@ -119,8 +119,8 @@ class HFVideoAdapter(ModelAdapter):
             system=self.system_prompt,
         )
 
-    def processor_inputs(self, text: str, frames: np.ndarray) -> dict[str, torch.Tensor]:
-        """Expanded ids and pixel inputs for one prompt and its frames."""
+    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict[str, torch.Tensor]:
+        """Expanded ids and pixel inputs for one prompt and its frames (`sample` for per-video metadata)."""
         return dict(self.processor(text=text, videos=[list(frames)], return_tensors="pt"))
 
     def temporal_groups(self, model_inputs: dict[str, Any], frames: np.ndarray) -> int:
@@ -164,7 +164,7 @@ class HFVideoAdapter(ModelAdapter):
         p = placeholders[0]
         model_inputs = {
             k: v.to(self.device) if isinstance(v, torch.Tensor) else v
-            for k, v in self.processor_inputs(rendered.text, frames).items()
+            for k, v in self.processor_inputs(rendered.text, frames, sample).items()
         }
         expanded = model_inputs["input_ids"][0].cpu()
         head, tail = _common_ends(ids, expanded.tolist())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from transformers import InternVLForConditionalGeneration
 
+from flowcheck.data.sample import Sample
 from flowcheck.models.hf_native import HFVideoAdapter
 from flowcheck.models.registry import register
 
@@ -26,5 +27,5 @@ class InternVLAdapter(HFVideoAdapter):
     def video_token_id(self) -> int:
         return int(self.processor.image_token_id)
 
-    def processor_inputs(self, text: str, frames: np.ndarray) -> dict:
+    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict:
         return dict(self.processor(text=text, videos=[list(frames)], return_tensors="pt"))

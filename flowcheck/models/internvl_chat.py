@@ -57,6 +57,11 @@ def vision_config(raw: dict) -> InternVLVisionConfig:
     )
 
 
+def image_size(config: dict) -> int:
+    """The side of the square frames the vision tower sees."""
+    return int(config.get("force_image_size") or config["vision_config"]["image_size"])
+
+
 def language_config(raw: dict):
     """The language model's transformers config; InternVL 1.5's Phi-3 rope type "su" is today's "longrope"."""
     raw = {k: v for k, v in raw.items() if k not in ("attn_implementation", "_attn_implementation")}
@@ -166,7 +171,7 @@ class InternVLChatAdapter(SplicedVideoAdapter):
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if tokenizer.convert_tokens_to_ids(IMG_CONTEXT) in (None, tokenizer.unk_token_id):
             raise AdapterError(f"{name_or_path}: the tokenizer has no {IMG_CONTEXT} token; is this InternVL-chat?")
-        size = int(config.get("force_image_size") or config["vision_config"]["image_size"])
+        size = image_size(config)
         image_processor = CLIPImageProcessor(
             size={"shortest_edge": size},
             crop_size={"height": size, "width": size},
@@ -186,6 +191,5 @@ class InternVLChatAdapter(SplicedVideoAdapter):
     @property
     def tokens_per_frame(self) -> int:
         raw = self.model.config_dict
-        side = int(raw.get("force_image_size") or raw["vision_config"]["image_size"])
-        grid = side // raw["vision_config"]["patch_size"]
+        grid = image_size(raw) // raw["vision_config"]["patch_size"]
         return int(grid * self.model.downsample_ratio) ** 2

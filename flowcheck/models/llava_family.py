@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from transformers import LlavaOnevisionForConditionalGeneration, VideoLlavaForConditionalGeneration
 
+from flowcheck.data.sample import Sample
 from flowcheck.layout import Span
 from flowcheck.models.base import AdapterError
 from flowcheck.models.hf_native import HFVideoAdapter
@@ -44,5 +45,5 @@ class VideoLlavaAdapter(HFVideoAdapter):
     description = "Video-LLaVA (LanguageBind; every frame's patches and CLS)"
     model_class = VideoLlavaForConditionalGeneration
 
-    def processor_inputs(self, text: str, frames: np.ndarray) -> dict:
+    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict:
         return dict(self.processor(text=text, videos=[np.asarray(frames)], return_tensors="pt"))

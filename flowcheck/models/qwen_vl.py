@@ -20,13 +20,14 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
+from flowcheck.data.sample import Sample
 from flowcheck.models.base import EncodedSample
 from flowcheck.models.hf_native import HFVideoAdapter
 from flowcheck.models.registry import register
 
 
 class _QwenAdapter(HFVideoAdapter):
-    def processor_inputs(self, text: str, frames: np.ndarray) -> dict[str, torch.Tensor]:
+    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict[str, torch.Tensor]:
         # the frames were already sampled at segment centres: the processor must not resample them
         return dict(self.processor(text=text, videos=[list(frames)], do_sample_frames=False, return_tensors="pt"))
 

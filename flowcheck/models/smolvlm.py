@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from transformers import SmolVLMForConditionalGeneration
 
+from flowcheck.data.sample import Sample
 from flowcheck.models.hf_native import HFVideoAdapter
 from flowcheck.models.registry import register
 
@@ -24,5 +25,5 @@ class SmolVLMAdapter(HFVideoAdapter):
     def video_token_id(self) -> int:
         return int(self.processor.image_token_id)
 
-    def processor_inputs(self, text: str, frames: np.ndarray) -> dict:
+    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict:
         return dict(self.processor(text=text, videos=[list(frames)], do_sample_frames=False, return_tensors="pt"))

@@ -15,7 +15,6 @@ from transformers.video_utils import VideoMetadata
 
 from flowcheck.data.frames import frame_times
 from flowcheck.data.sample import Sample
-from flowcheck.models.base import EncodedSample
 from flowcheck.models.hf_native import HFVideoAdapter
 from flowcheck.models.registry import register
 
@@ -28,15 +27,13 @@ class VideoLlama3Adapter(HFVideoAdapter):
     model_class = VideoLlama3ForConditionalGeneration
     system_prompt = None  # the authors' VideoLLaMA3 prompt has no system message
 
-    def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
-        times = frame_times(sample.video, len(frames), sample.start, sample.end)
-        self._times = times if times is not None else [float(i) for i in range(len(frames))]
-        return super().encode(sample, frames)
-
-    def processor_inputs(self, text: str, frames: np.ndarray) -> dict:
+    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict:
+        times = frame_times(sample.video, len(frames), sample.start, sample.end) or [
+            float(i) for i in range(len(frames))
+        ]
         # fps 1000 with millisecond indices gives the timestamps exactly
         metadata = VideoMetadata(
-            total_num_frames=len(frames), fps=1000.0, frames_indices=[round(t * 1000) for t in self._times]
+            total_num_frames=len(frames), fps=1000.0, frames_indices=[round(t * 1000) for t in times]
         )
         return dict(
             self.processor(

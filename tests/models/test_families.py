@@ -76,7 +76,7 @@ def test_layout_matches_the_template_and_the_placeholder_mask(family):
 def test_decoder_inputs_reproduce_the_vlm_forward(family):
     _, _, adapter, sample, frames = family
     enc = adapter.encode(sample, frames)
-    inputs = adapter.processor_inputs(adapter.render(sample).text, frames)
+    inputs = adapter.processor_inputs(adapter.render(sample).text, frames, sample)
     with torch.no_grad():
         full = adapter.model(**inputs).logits[0, -1]
     via_decoder = adapter.decoder.lm_head(full_hidden(adapter, enc.inputs)[-1])
