@@ -51,8 +51,8 @@ class MCText:
     post: CharSpan
 
 
-def mc_text(question: str, options: Sequence[str]) -> MCText:
-    """Render the authors' `qa_template` for one question (official-protocol.md, 6.1)."""
+def mc_text(question: str, options: Sequence[str], post: str = POST_QUESTION) -> MCText:
+    """Render the authors' `qa_template` for one question (official-protocol.md, 6.1), then `post`."""
     parts: list[str] = []
     pos = 0
 
@@ -73,8 +73,8 @@ def mc_text(question: str, options: Sequence[str]) -> MCText:
             add("\n")
         option_spans.append(add(f"({OPTION_LETTERS[i]}) {option}"))
     question_span = CharSpan(q_start, pos)
-    post = add(POST_QUESTION)
-    return MCText("".join(parts), question_span, question_only, tuple(option_spans), post)
+    post_span = add(post)
+    return MCText("".join(parts), question_span, question_only, tuple(option_spans), post_span)
 
 
 def sample_text(sample: Sample) -> MCText:

@@ -108,6 +108,11 @@ def frame_times(path: Path | str, num_frames: int = 8, start: float | None = Non
     return [index / fps for index in indices]
 
 
+def sample_frame_times(sample: Sample, num_frames: int) -> list[float]:
+    """Seconds of a sample's sampled frames; one second apart when its video cannot be opened (frames given)."""
+    return frame_times(sample.video, num_frames, sample.start, sample.end) or [float(i) for i in range(num_frames)]
+
+
 @dataclass(frozen=True)
 class FrameRequest:
     """Which frames of which video: the cache key."""

@@ -72,28 +72,43 @@ def resolve_name(name_or_path: str) -> str:
     return name_or_path
 
 
-def read_config(name_or_path: str, revision: str | None = None) -> dict[str, Any]:
-    """The raw config.json of a local folder or hub checkpoint (no model code is run)."""
+def checkpoint_json(
+    name_or_path: str, filename: str, revision: str | None = None, *, required: bool = True
+) -> dict[str, Any] | None:
+    """A JSON file of a local checkpoint folder or hub checkpoint (no model code is run); None when absent
+    and not `required`."""
     local = Path(name_or_path)
     if not local.is_dir() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
         raise AdapterError(
             f"no checkpoint folder at {name_or_path}; give a folder written by save_pretrained or a hub id"
         )
     if local.is_dir():
-        path = local / "config.json"
+        path = local / filename
         if not path.exists():
-            raise AdapterError(f"{local} has no config.json; point at a folder written by save_pretrained")
+            if not required:
+                return None
+            raise AdapterError(f"{local} has no {filename}; point at a folder written by save_pretrained")
     else:
         from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
 
         try:
-            path = Path(hf_hub_download(name_or_path, "config.json", revision=revision))
+            path = Path(hf_hub_download(name_or_path, filename, revision=revision))
+        except EntryNotFoundError:
+            if not required:
+                return None
+            raise AdapterError(f"the hub checkpoint {name_or_path!r} has no {filename}") from None
         except Exception as err:
             raise AdapterError(
-                f"cannot read config.json of {name_or_path!r} ({type(err).__name__}: {err}). Give a local "
+                f"cannot read {filename} of {name_or_path!r} ({type(err).__name__}: {err}). Give a local "
                 "checkpoint folder, or a hub id reachable from this machine (or cached, with HF_HUB_OFFLINE=1)."
             ) from err
     return json.loads(path.read_text())
+
+
+def read_config(name_or_path: str, revision: str | None = None) -> dict[str, Any]:
+    """The raw config.json of a local folder or hub checkpoint (no model code is run)."""
+    return checkpoint_json(name_or_path, "config.json", revision)
 
 
 def load(

@@ -13,7 +13,7 @@ import numpy as np
 from transformers import VideoLlama3ForConditionalGeneration
 from transformers.video_utils import VideoMetadata
 
-from flowcheck.data.frames import frame_times
+from flowcheck.data.frames import sample_frame_times
 from flowcheck.data.sample import Sample
 from flowcheck.models.hf_native import HFVideoAdapter
 from flowcheck.models.registry import register
@@ -28,9 +28,7 @@ class VideoLlama3Adapter(HFVideoAdapter):
     system_prompt = None  # the authors' VideoLLaMA3 prompt has no system message
 
     def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict:
-        times = frame_times(sample.video, len(frames), sample.start, sample.end) or [
-            float(i) for i in range(len(frames))
-        ]
+        times = sample_frame_times(sample, len(frames))
         # fps 1000 with millisecond indices gives the timestamps exactly
         metadata = VideoMetadata(
             total_num_frames=len(frames), fps=1000.0, frames_indices=[round(t * 1000) for t in times]
