@@ -158,6 +158,8 @@ def run_analyses(
         }
     frames_cache = frame_cache or FrameCache(max_items=8)
     base_description = {"model": results.fingerprint, "dtype": model.dtype, "frames": model.num_frames}
+    if model.forced_family:  # the same weights through another pipeline give other results
+        base_description["family"] = model.forced_family
     bar = tqdm(samples, desc=f"{Path(model.name).name}: {dataset}", unit="sample", disable=not progress)
     for sample in bar:
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flowcheck.models.base import AdapterError, ModelAdapter, fingerprint_folder
-from flowcheck.models.registry import load, read_config, resolve_name
+from flowcheck.models.registry import adapter_for_model_type, load, read_config, resolve_name
 
 
 def num_layers_of(config: dict) -> int:
@@ -42,7 +42,19 @@ class ModelHandle:
     @classmethod
     def from_adapter(cls, adapter: ModelAdapter, name: str | None = None) -> ModelHandle:
         dtype = str(adapter.dtype).replace("torch.", "")
-        return cls(name or adapter.name, adapter=adapter, dtype=dtype, num_frames=adapter.num_frames)
+        handle = cls(name or adapter.name, adapter=adapter, dtype=dtype, num_frames=adapter.num_frames)
+        try:
+            default = adapter_for_model_type(handle.config.get("model_type", ""), handle.config).family
+        except AdapterError:
+            default = None
+        if adapter.family != default:
+            handle.options["family"] = adapter.family
+        return handle
+
+    @property
+    def forced_family(self) -> str | None:
+        """The adapter family chosen by name (``NAME@family``) instead of by the config's model_type."""
+        return self.options.get("family")
 
     @property
     def num_layers(self) -> int:

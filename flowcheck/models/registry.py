@@ -19,6 +19,7 @@ FAMILY_MODULES: list[str] = [
     "flowcheck.models.smolvlm",
     "flowcheck.models.qwen_vl",
     "flowcheck.models.videollama3",
+    "flowcheck.models.videollama3_remote",
 ]
 
 _FAMILIES: dict[str, type[ModelAdapter]] = {}

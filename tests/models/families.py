@@ -42,6 +42,7 @@ def word_tokenizer(
             pre_tokenizers.Split(Regex(r"[ \t]+"), "removed"),
             pre_tokenizers.Split(Regex(r"\n"), "isolated"),
             pre_tokenizers.Punctuation("isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
         ]
     )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", **special_roles)
@@ -495,6 +496,32 @@ def spliced_last_logits(adapter, enc) -> torch.Tensor:
     with torch.no_grad():
         hidden = adapter.decoder.module(**enc.inputs.kwargs(), attention_mask=mask).last_hidden_state
         return adapter.decoder.lm_head(hidden[0, -1])
+
+
+def decoder_hidden(adapter, inputs) -> torch.Tensor:
+    """The decoder's last hidden states ([n, hidden]) for one sample's decoder inputs."""
+    mask = torch.ones(inputs.inputs_embeds.shape[:2], dtype=torch.long)
+    with torch.no_grad():
+        return adapter.decoder.module(**inputs.kwargs(), attention_mask=mask).last_hidden_state[0]
+
+
+def assert_local_knockout_and_fast_engine(adapter, enc, batch_size: int = 3) -> None:
+    """Video -> last changes only the last row; the fast engine equals the plain one on every paper condition."""
+    from flowcheck.edges import make_window, paper_conditions
+    from flowcheck.engine import condition_knockout, knockout, score
+
+    base = decoder_hidden(adapter, enc.inputs)
+    with knockout(adapter.model, [(enc.layout.last, enc.layout.video)], range(adapter.num_layers)):
+        knocked = decoder_hidden(adapter, enc.inputs)
+    assert (base != knocked).any(-1).nonzero().flatten().tolist() == [enc.layout.n - 1]
+    layers = adapter.num_layers
+    windows = [make_window(layers, 0, 1), make_window(layers, layers - 1, 1)]
+    knockouts = [condition_knockout(c, w, enc.layout) for c in paper_conditions().values() for w in windows]
+    watch = list(range(adapter.decoder.lm_head.weight.shape[0]))
+    _, plain = score(adapter.decoder, enc.inputs, knockouts, watch, strategy="plain")
+    _, fast = score(adapter.decoder, enc.inputs, knockouts, watch, strategy="fast", batch_size=batch_size)
+    for ko, a, b in zip(knockouts, plain, fast, strict=True):
+        assert abs(a.probs - b.probs).max() <= 1e-5, ko.key
 
 
 def assert_question_and_answer_prefix(adapter, enc, sample) -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from families import (
+    assert_local_knockout_and_fast_engine,
     assert_question_and_answer_prefix,
     authors_question,
     spliced_last_logits,
@@ -21,8 +22,6 @@ from tiny_checkpoint import synthetic_sample
 from transformers import CLIPImageProcessor, Phi3Config, Phi3ForCausalLM
 
 import flowcheck
-from flowcheck.edges import make_window, paper_conditions
-from flowcheck.engine import condition_knockout, knockout, score
 from flowcheck.prompt import SYSTEM_MVBENCH
 
 SPECIALS = ["<s>", "</s>", "<img>", "</img>", "<IMG_CONTEXT>", "<|user|>", "<|assistant|>", "<|end|>"]
@@ -245,22 +244,4 @@ def test_a_language_model_transformers_does_not_implement_is_refused_clearly(che
 def test_knockouts_are_local_and_the_fast_engine_equals_the_plain_one(checkpoint):
     adapter = flowcheck.load(str(checkpoint[0]))
     sample, frames = synthetic_sample("object_count")
-    enc = adapter.encode(sample, frames)
-    mask = torch.ones(1, enc.inputs.n, dtype=torch.long)
-
-    def hidden():
-        with torch.no_grad():
-            return adapter.decoder.module(**enc.inputs.kwargs(), attention_mask=mask).last_hidden_state[0]
-
-    base = hidden()
-    with knockout(adapter.model, [(enc.layout.last, enc.layout.video)], range(adapter.num_layers)):
-        knocked = hidden()
-    assert (base != knocked).any(-1).nonzero().flatten().tolist() == [enc.layout.n - 1]
-    layers = adapter.num_layers
-    windows = [make_window(layers, 0, 1), make_window(layers, layers - 1, 1)]
-    knockouts = [condition_knockout(c, w, enc.layout) for c in paper_conditions().values() for w in windows]
-    watch = list(range(adapter.decoder.lm_head.weight.shape[0]))
-    _, plain = score(adapter.decoder, enc.inputs, knockouts, watch, strategy="plain")
-    _, fast = score(adapter.decoder, enc.inputs, knockouts, watch, strategy="fast", batch_size=3)
-    for ko, a, b in zip(knockouts, plain, fast, strict=True):
-        assert abs(a.probs - b.probs).max() <= 1e-5, ko.key
+    assert_local_knockout_and_fast_engine(adapter, adapter.encode(sample, frames))
