@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         tabulate(
-            [[f["family"], ", ".join(f["model_types"]), f["description"]] for f in fams],
+            [[f["family"], ", ".join(f["model_types"]) or f"NAME@{f['family']}", f["description"]] for f in fams],
             headers=["family", "config model_type", "notes"],
         )
     )
