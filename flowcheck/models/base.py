@@ -86,6 +86,13 @@ class ModelAdapter(ABC):
     def from_pretrained(cls, name_or_path: str, **options: Any) -> ModelAdapter:
         """Load the checkpoint (hub id or local folder) with its processor."""
 
+    @classmethod
+    def load_tokenizer(cls, name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
+        """The checkpoint's tokenizer alone (no weights), as this family loads it."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+
     @abstractmethod
     def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
         """Encode a sample whose video frames ([T, H, W, 3] uint8) were already decoded."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flowcheck.models.base import AdapterError, ModelAdapter, fingerprint_folder
-from flowcheck.models.registry import adapter_for_model_type, load, read_config, resolve_name
+from flowcheck.models.registry import adapter_class, adapter_for_model_type, load, read_config, resolve_name
 
 
 def num_layers_of(config: dict) -> int:
@@ -80,9 +80,11 @@ class ModelHandle:
     def tokenizer(self):
         if "adapter" in self.__dict__:
             return self.adapter.tokenizer
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.path, trust_remote_code=bool(self.options.get("trust_remote_code")))
+        return adapter_class(self.config, self.forced_family, self.path).load_tokenizer(
+            self.path,
+            revision=self.options.get("revision"),
+            trust_remote_code=bool(self.options.get("trust_remote_code")),
+        )
 
     @cached_property
     def adapter(self) -> ModelAdapter:

@@ -19,7 +19,6 @@ from torch import nn
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    AutoTokenizer,
     CLIPImageProcessor,
     InternVLVisionConfig,
     InternVLVisionModel,
@@ -28,7 +27,12 @@ from transformers import (
 from flowcheck.models.base import AdapterError
 from flowcheck.models.hf_native import torch_dtype
 from flowcheck.models.registry import register
-from flowcheck.models.spliced import SplicedVideoAdapter, checkpoint_folder, load_converted_weights
+from flowcheck.models.spliced import (
+    SplicedVideoAdapter,
+    checkpoint_folder,
+    load_converted_weights,
+    tokenizer_from_files,
+)
 from flowcheck.prompt import SYSTEM_MVBENCH
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -168,7 +172,7 @@ class InternVLChatAdapter(SplicedVideoAdapter):
         model = InternVLChatModel(config, options.get("attn_implementation") or "sdpa")
         load_converted_weights(model, folder, convert_weight)
         model.to(dtype=torch_dtype(options.get("dtype", "float32")), device=options.get("device", "cpu"))
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = tokenizer_from_files(folder)
         if tokenizer.convert_tokens_to_ids(IMG_CONTEXT) in (None, tokenizer.unk_token_id):
             raise AdapterError(f"{name_or_path}: the tokenizer has no {IMG_CONTEXT} token; is this InternVL-chat?")
         size = image_size(config)

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import (
-    AutoTokenizer,
     CLIPImageProcessor,
     CLIPVisionConfig,
     CLIPVisionModel,
@@ -30,7 +29,12 @@ from transformers.activations import ACT2FN
 
 from flowcheck.models.hf_native import torch_dtype
 from flowcheck.models.registry import register
-from flowcheck.models.spliced import SplicedVideoAdapter, checkpoint_folder, load_converted_weights
+from flowcheck.models.spliced import (
+    SplicedVideoAdapter,
+    checkpoint_folder,
+    load_converted_weights,
+    tokenizer_from_files,
+)
 from flowcheck.prompt import SYSTEM_MVBENCH
 
 
@@ -133,7 +137,7 @@ class PllavaAdapter(SplicedVideoAdapter):
         model = PllavaModel(config)
         load_converted_weights(model, folder, _rename)
         model.to(dtype=torch_dtype(options.get("dtype", "float32")), device=options.get("device", "cpu"))
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = tokenizer_from_files(folder)
         image_processor = CLIPImageProcessor.from_pretrained(folder)
         frames = int(config["pooling_shape"][0])
         return cls(

@@ -52,6 +52,19 @@ def adapter_for_model_type(model_type: str, config: dict | None = None) -> type[
     )
 
 
+def adapter_class(config: dict, family: str | None = None, name: str = "the checkpoint") -> type[ModelAdapter]:
+    """The adapter for a raw config.json: the named `family`, else the one its model_type calls for."""
+    if family is not None:
+        known = families()
+        if family not in known:
+            raise AdapterError(f"unknown model family {family!r}; families: {', '.join(sorted(known))}")
+        return known[family]
+    model_type = config.get("model_type")
+    if not model_type:
+        raise AdapterError(f"the config.json of {name!r} has no model_type; flowcheck cannot pick an adapter")
+    return adapter_for_model_type(model_type, config)
+
+
 BUNDLED = {"tiny-video-ft": "tiny-video-ft", "tiny-image": "tiny-image"}
 
 
@@ -134,16 +147,7 @@ def load(
         name_or_path, family = name_or_path.rsplit("@", 1)
     name_or_path = resolve_name(name_or_path)
     config = read_config(name_or_path, revision=revision)
-    model_type = config.get("model_type")
-    if not model_type:
-        raise AdapterError(f"the config.json of {name_or_path!r} has no model_type; flowcheck cannot pick an adapter")
-    if family is not None:
-        known = families()
-        if family not in known:
-            raise AdapterError(f"unknown model family {family!r}; families: {', '.join(sorted(known))}")
-        cls = known[family]
-    else:
-        cls = adapter_for_model_type(model_type, config)
+    cls = adapter_class(config, family, name_or_path)
     return cls.from_pretrained(
         name_or_path,
         dtype=dtype,

@@ -36,6 +36,14 @@ def checkpoint_folder(name_or_path: str, revision: str | None = None) -> Path:
     )
 
 
+def tokenizer_from_files(name_or_path: str | Path, revision: str | None = None):
+    """The tokenizer its tokenizer files describe. config.json is never read: a remote-code checkpoint's
+    auto_map would make transformers ask to run its code."""
+    from transformers import AutoTokenizer, PretrainedConfig
+
+    return AutoTokenizer.from_pretrained(name_or_path, revision=revision, config=PretrainedConfig())
+
+
 def load_converted_weights(model: nn.Module, folder: Path, convert: Converter) -> None:
     """Load every safetensors shard of `folder` into `model` through `convert`; fail on missing weights."""
     from safetensors.torch import load_file
@@ -112,6 +120,10 @@ class SplicedVideoAdapter(ModelAdapter):
 
     prompt_head: str
     prompt_tail: str
+
+    @classmethod
+    def load_tokenizer(cls, name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
+        return tokenizer_from_files(name_or_path, revision)
 
     @property
     def tokenizer(self):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, VideoLlama3Config, VideoLlama3ForConditionalGeneration
+from transformers import VideoLlama3Config, VideoLlama3ForConditionalGeneration
 from transformers.image_transforms import resize
 from transformers.image_utils import ChannelDimension, PILImageResampling
 from transformers.models.video_llama_3.image_processing_pil_video_llama_3 import VideoLlama3ImageProcessorPil
@@ -33,6 +33,7 @@ from flowcheck.models.base import AdapterError, EncodedSample
 from flowcheck.models.capture import capture_decoder_inputs, lm_inputs_from_capture
 from flowcheck.models.hf_native import HFVideoAdapter, letter_token_ids, torch_dtype
 from flowcheck.models.registry import checkpoint_json, register
+from flowcheck.models.spliced import tokenizer_from_files
 from flowcheck.models.videollama3_authors_vision import use_authors_vision_attention
 from flowcheck.prompt import CharSpan, mc_text, token_span
 
@@ -232,7 +233,7 @@ class VideoLlama3RemoteAdapter(HFVideoAdapter):
             )
         if options.get("device_map") is None:
             model.to(options.get("device", "cpu"))
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+        tokenizer = cls.load_tokenizer(name_or_path, revision=revision)
         if tokenizer.convert_tokens_to_ids(IMAGE_TOKEN) != raw["image_token_index"]:
             raise AdapterError(
                 f"{name_or_path}: the tokenizer's {IMAGE_TOKEN} is not the config's image_token_index "
@@ -247,6 +248,10 @@ class VideoLlama3RemoteAdapter(HFVideoAdapter):
             tokens_per_frame=int(settings["visual_tokens_per_frame"]),
         )
         return cls(model, processor, name=name_or_path, num_frames=int(options.get("num_frames", 8)))
+
+    @classmethod
+    def load_tokenizer(cls, name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
+        return tokenizer_from_files(name_or_path, revision)
 
     def video_token_id(self) -> int:
         return int(self.model.config.video_token_id)

@@ -109,6 +109,10 @@ def checkpoint(request, tmp_path_factory):
     config = {
         "model_type": "internvl_chat",
         "architectures": ["InternVLChatModel"],
+        "auto_map": {  # as InternVL-chat configs have: transformers must not be asked to run this code
+            "AutoConfig": "configuration_internvl_chat.InternVLChatConfig",
+            "AutoModel": "modeling_internvl_chat.InternVLChatModel",
+        },
         "vision_config": {
             "model_type": "intern_vit_6b",
             "hidden_size": VIT["hidden_size"],
@@ -204,7 +208,10 @@ def reference_logits(checkpoint, sample, frames) -> torch.Tensor:
     return spliced_reference_logits(llm, ids, tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), x)
 
 
-def test_internvl_chat_checkpoint_matches_a_direct_reimplementation(checkpoint):
+def test_internvl_chat_checkpoint_matches_a_direct_reimplementation(checkpoint, monkeypatch):
+    import builtins
+
+    monkeypatch.setattr(builtins, "input", lambda *_: pytest.fail("transformers asked to run the checkpoint's code"))
     adapter = flowcheck.load(str(checkpoint[0]))
     assert adapter.family == "internvl-chat" and adapter.tokens_per_frame == 4
     sample, frames = synthetic_sample("action_sequence")

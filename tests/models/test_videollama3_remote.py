@@ -224,6 +224,18 @@ def test_remote_checkpoint_matches_a_direct_reimplementation(checkpoint):
     assert (spliced_last_logits(adapter, enc) - reference_logits(checkpoint)).abs().max() <= 1e-5
 
 
+def test_the_tokenizer_loads_without_asking_to_run_remote_code(checkpoint, monkeypatch):
+    import builtins
+
+    from flowcheck.models.handle import ModelHandle
+
+    folder, tokenizer = checkpoint[0], checkpoint[3]
+    monkeypatch.setattr(builtins, "input", lambda *_: pytest.fail("transformers asked to run the checkpoint's code"))
+    image = tokenizer.convert_tokens_to_ids("<image>")
+    assert ModelHandle(str(folder)).tokenizer.convert_tokens_to_ids("<image>") == image  # config.json has auto_map
+    assert flowcheck.load(str(folder)).tokenizer.convert_tokens_to_ids("<image>") == image
+
+
 def test_the_authors_eager_vision_attention_is_reproduced_by_name(checkpoint):
     folder, *_ = checkpoint
     adapter = flowcheck.load(f"{folder}@videollama3-remote-authors")
