@@ -77,6 +77,7 @@ class HFVideoAdapter(ModelAdapter):
 
     model_class: ClassVar[Any] = None
     system_prompt: ClassVar[str | None] = SYSTEM_MVBENCH
+    answer_prefix: ClassVar[str] = ANSWER_PREFIX  # the prompt's end, right before the option letter
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **options: Any) -> HFVideoAdapter:
@@ -220,5 +221,5 @@ class HFVideoAdapter(ModelAdapter):
 
     def option_ids(self, count: int) -> tuple[int, ...]:
         if not hasattr(self, "_letters") or len(self._letters) < count:
-            self._letters = letter_token_ids(self.tokenizer, max(count, 8))
+            self._letters = letter_token_ids(self.tokenizer, max(count, 8), prefix=self.answer_prefix)
         return self._letters[:count]

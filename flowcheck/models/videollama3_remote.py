@@ -31,7 +31,7 @@ from flowcheck.data.sample import Sample
 from flowcheck.layout import Span, TokenLayout
 from flowcheck.models.base import AdapterError, EncodedSample
 from flowcheck.models.capture import capture_decoder_inputs, lm_inputs_from_capture
-from flowcheck.models.hf_native import HFVideoAdapter, letter_token_ids, torch_dtype
+from flowcheck.models.hf_native import HFVideoAdapter, torch_dtype
 from flowcheck.models.registry import checkpoint_json, register
 from flowcheck.models.spliced import tokenizer_from_files
 from flowcheck.models.videollama3_authors_vision import use_authors_vision_attention
@@ -78,17 +78,17 @@ def authors_settings() -> dict[str, Any]:
     return json.loads(resources.files("flowcheck.specs").joinpath("videollama3.json").read_text())
 
 
-def vision_encoder_config(raw: dict, revision: str | None = None) -> dict:
-    """The vision encoder's config: carried in config.json, or read from the checkpoint it names."""
+def vision_encoder_config(raw: dict) -> dict:
+    """The vision encoder's config: carried in config.json, or read from the checkpoint it names (its main revision)."""
     vision = raw.get("vision_encoder_config") or {}
     if not vision and raw.get("vision_encoder"):
-        vision = checkpoint_json(raw["vision_encoder"], "config.json", revision=None)
+        vision = checkpoint_json(raw["vision_encoder"], "config.json")
     if not vision:
         raise AdapterError("this videollama3_qwen2 config has neither vision_encoder_config nor vision_encoder")
     return vision
 
 
-def convert_config(raw: dict, revision: str | None = None) -> VideoLlama3Config:
+def convert_config(raw: dict) -> VideoLlama3Config:
     """transformers' VideoLlama3Config for a remote-code ``videollama3_qwen2`` config."""
     projector = raw.get("mm_projector_type", "mlp2x_gelu")
     if projector != "mlp2x_gelu":
@@ -98,7 +98,7 @@ def convert_config(raw: dict, revision: str | None = None) -> VideoLlama3Config:
         )
     if "image_token_index" not in raw:
         raise AdapterError("this videollama3_qwen2 config has no image_token_index; the <image> token is unknown")
-    vision = vision_encoder_config(raw, revision)
+    vision = vision_encoder_config(raw)
     text = {k: v for k, v in raw.items() if k not in _NOT_TEXT_KEYS and not k.startswith("_")}
     token = int(raw["image_token_index"])
     return VideoLlama3Config(
@@ -210,6 +210,7 @@ class VideoLlama3RemoteAdapter(HFVideoAdapter):
     model_types = ("videollama3_qwen2",)
     description = "VideoLLaMA3 remote-code format (the paper's VideoLLaMA3-7B), loaded into transformers' class"
     model_class = VideoLlama3ForConditionalGeneration
+    answer_prefix = ASSISTANT_HEAD  # no answer prefix: the letter follows the assistant turn's opening
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **options: Any) -> VideoLlama3RemoteAdapter:
@@ -218,7 +219,7 @@ class VideoLlama3RemoteAdapter(HFVideoAdapter):
         model, info = VideoLlama3ForConditionalGeneration.from_pretrained(
             name_or_path,
             revision=revision,
-            config=convert_config(raw, revision),
+            config=convert_config(raw),
             key_mapping=WEIGHT_RENAMES,
             dtype=torch_dtype(options.get("dtype", "float32")),
             attn_implementation=options.get("attn_implementation", "sdpa"),
@@ -255,11 +256,6 @@ class VideoLlama3RemoteAdapter(HFVideoAdapter):
 
     def video_token_id(self) -> int:
         return int(self.model.config.video_token_id)
-
-    def option_ids(self, count: int) -> tuple[int, ...]:
-        if not hasattr(self, "_letters") or len(self._letters) < count:
-            self._letters = letter_token_ids(self.tokenizer, max(count, 8), prefix=ASSISTANT_HEAD)
-        return self._letters[:count]
 
     def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict[str, torch.Tensor]:
         """Model inputs of an already rendered prompt (one <image> per visual token) and its frames."""

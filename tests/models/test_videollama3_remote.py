@@ -224,6 +224,16 @@ def test_remote_checkpoint_matches_a_direct_reimplementation(checkpoint):
     assert (spliced_last_logits(adapter, enc) - reference_logits(checkpoint)).abs().max() <= 1e-5
 
 
+def test_decoder_inputs_reproduce_the_vlm_forward(checkpoint):
+    folder, _, _, _, sample, frames = checkpoint
+    adapter = flowcheck.load(str(folder))
+    enc = adapter.encode(sample, frames)
+    text, _ = adapter.render_for(sample, adapter.processor.video_inputs(frames))
+    with torch.no_grad():
+        full = adapter.model(**adapter.processor_inputs(text, frames, sample)).logits[0, -1]
+    assert (full - spliced_last_logits(adapter, enc)).abs().max() <= 1e-5
+
+
 def test_the_tokenizer_loads_without_asking_to_run_remote_code(checkpoint, monkeypatch):
     import builtins
 
