@@ -208,10 +208,7 @@ def reference_logits(checkpoint, sample, frames) -> torch.Tensor:
     return spliced_reference_logits(llm, ids, tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), x)
 
 
-def test_internvl_chat_checkpoint_matches_a_direct_reimplementation(checkpoint, monkeypatch):
-    import builtins
-
-    monkeypatch.setattr(builtins, "input", lambda *_: pytest.fail("transformers asked to run the checkpoint's code"))
+def test_internvl_chat_checkpoint_matches_a_direct_reimplementation(checkpoint, refuse_remote_code_prompts):
     adapter = flowcheck.load(str(checkpoint[0]))
     assert adapter.family == "internvl-chat" and adapter.tokens_per_frame == 4
     sample, frames = synthetic_sample("action_sequence")

@@ -234,13 +234,10 @@ def test_decoder_inputs_reproduce_the_vlm_forward(checkpoint):
     assert (full - spliced_last_logits(adapter, enc)).abs().max() <= 1e-5
 
 
-def test_the_tokenizer_loads_without_asking_to_run_remote_code(checkpoint, monkeypatch):
-    import builtins
-
+def test_the_tokenizer_loads_without_asking_to_run_remote_code(checkpoint, refuse_remote_code_prompts):
     from flowcheck.models.handle import ModelHandle
 
     folder, tokenizer = checkpoint[0], checkpoint[3]
-    monkeypatch.setattr(builtins, "input", lambda *_: pytest.fail("transformers asked to run the checkpoint's code"))
     image = tokenizer.convert_tokens_to_ids("<image>")
     assert ModelHandle(str(folder)).tokenizer.convert_tokens_to_ids("<image>") == image  # config.json has auto_map
     assert flowcheck.load(str(folder)).tokenizer.convert_tokens_to_ids("<image>") == image
