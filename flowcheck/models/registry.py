@@ -111,7 +111,9 @@ def checkpoint_json(
         except EntryNotFoundError:
             if not required:
                 return None
-            raise AdapterError(f"the hub checkpoint {name_or_path!r} has no {filename}") from None
+            raise AdapterError(
+                f"the hub checkpoint {name_or_path!r} has no {filename} (or, offline, it is not in the local cache)"
+            ) from None
         except Exception as err:
             raise AdapterError(
                 f"cannot read {filename} of {name_or_path!r} ({type(err).__name__}: {err}). Give a local "

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from families import (
+    decoder_hidden,
     save_glm4v,
     save_internvl,
     save_llava_onevision,
@@ -43,12 +44,6 @@ def family(request, tmp_path_factory):
     return request.param, name, adapter, sample, frames
 
 
-def full_hidden(adapter, inputs):
-    mask = torch.ones(inputs.inputs_embeds.shape[:2], dtype=torch.long)
-    with torch.no_grad():
-        return adapter.decoder.module(**inputs.kwargs(), attention_mask=mask).last_hidden_state[0]
-
-
 def test_layout_matches_the_template_and_the_placeholder_mask(family):
     key, name, adapter, sample, frames = family
     assert adapter.family == name
@@ -79,16 +74,16 @@ def test_decoder_inputs_reproduce_the_vlm_forward(family):
     inputs = adapter.processor_inputs(adapter.render(sample).text, frames, sample)
     with torch.no_grad():
         full = adapter.model(**inputs).logits[0, -1]
-    via_decoder = adapter.decoder.lm_head(full_hidden(adapter, enc.inputs)[-1])
+    via_decoder = adapter.decoder.lm_head(decoder_hidden(adapter, enc.inputs)[-1])
     assert (full - via_decoder).abs().max() <= 1e-4
 
 
 def test_video_to_last_knockout_changes_only_the_last_row(family):
     _, _, adapter, sample, frames = family
     enc = adapter.encode(sample, frames)
-    base = full_hidden(adapter, enc.inputs)
+    base = decoder_hidden(adapter, enc.inputs)
     with knockout(adapter.model, [(enc.layout.last, enc.layout.video)], range(adapter.num_layers)):
-        knocked = full_hidden(adapter, enc.inputs)
+        knocked = decoder_hidden(adapter, enc.inputs)
     assert (base != knocked).any(-1).nonzero().flatten().tolist() == [enc.layout.n - 1]
 
 
