@@ -50,9 +50,11 @@ class Registry:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    evidence: dict[str, float] = field(default_factory=lambda: {"min_samples": 10})
 
     def thresholds(self, claim: str, model: str) -> dict[str, float]:
-        base = dict(self.claims[claim].thresholds)
+        """The claim's thresholds for `model`, with the evidence minimum (``min_samples``) of the registry."""
+        base = {**self.claims[claim].thresholds, **self.evidence}
         base.update(self.models.get(model, {}).get("thresholds", {}).get(claim, {}))
         return base
 
@@ -63,6 +65,11 @@ class Registry:
 
     def model_setting(self, model: str, key: str, default: Any = None) -> Any:
         return self.models.get(model, {}).get(key, default)
+
+    def alias(self, name: str, source: str) -> None:
+        """Let entries written for a model's source (its path or hub id) apply to its run name too."""
+        if name != source and name not in self.models and source in self.models:
+            self.models[name] = self.models[source]
 
 
 def _read_toml(path: Path | str, text: str | None = None) -> dict:
@@ -87,7 +94,13 @@ def load_registry(extra: list[Path] | None = None) -> Registry:
             entry["title"],
             dict(entry.get("thresholds", {})),
         )
-    registry = Registry(claims, {}, dict(data.get("gating", {}).get("tolerances", {})), ["flowcheck/specs/claims.toml"])
+    registry = Registry(
+        claims,
+        {},
+        dict(data.get("gating", {}).get("tolerances", {})),
+        ["flowcheck/specs/claims.toml"],
+        dict(data.get("evidence", {"min_samples": 10})),
+    )
     _merge_models(registry, data.get("models", {}), "flowcheck/specs/claims.toml")
     for path in extra or []:
         path = Path(path)
@@ -116,7 +129,7 @@ def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) ->
                         raise RegistryError(f"{source}: [models.{model!r}.{key}] names unknown claim {claim!r}")
                 if key == "thresholds":
                     for claim, overrides in value.items():
-                        known = registry.claims[claim].thresholds
+                        known = {**registry.claims[claim].thresholds, **registry.evidence}
                         bad = set(overrides) - set(known)
                         if bad:
                             raise RegistryError(
@@ -147,12 +160,15 @@ class TaskSummary:
     accuracy: AccuracyUnderKnockout | None = None
     answer: ProbabilityCurves | None = None
     lens: LensSummary | None = None
+    lens_problem: str = ""  # why the logit lens could not run (e.g. no keyword of a list is a token of the model)
     pruning: PruningSummary | None = None
     correctness_change: dict[str, int] = field(default_factory=dict)  # sample id -> knocked - base (first half)
 
 
 @dataclass
 class ClaimResult:
+    """The verdict of one claim on one case: `passed` (a bool), the measured values and the thresholds (JSON types)."""
+
     claim: str
     model: str
     task: str
@@ -165,20 +181,40 @@ class ClaimResult:
         return self.__dict__.copy()
 
 
-class MissingResult(Exception):
-    """The analyses a claim needs were not computed (or had no usable sample)."""
+class NotEvaluable(Exception):
+    """A claim that cannot be evaluated on a case (no analysis result, too few samples, no keyword in the
+    vocabulary): reported as "not evaluable" with this reason, never as a pass or a failure."""
+
+
+def builtin(value: Any) -> Any:
+    """`value` with numpy scalars and arrays turned into Python bool / int / float / list (for JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): builtin(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [builtin(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return builtin(value.tolist())
+    return value
 
 
 def _fmt(value: Any) -> Any:
+    value = builtin(value)
     if isinstance(value, float):
         return round(value, 3)
     return value
+
+
+def user_layer(index: int | float) -> int | float:
+    """A 0-based layer index as users read it: layers are numbered from 1, as in the paper's figures and Table 3."""
+    return index + 1
 
 
 def _result(
     spec: ClaimSpec, summary: TaskSummary, passed: bool, measured: dict, thresholds: dict, why: str
 ) -> ClaimResult:
     measured = {k: _fmt(v) for k, v in measured.items()}
+    thresholds = {k: _fmt(v) for k, v in thresholds.items()}
+    passed = bool(passed)
     shown = ", ".join(f"{k}={v}" for k, v in measured.items())
     limits = ", ".join(f"{k}={v}" for k, v in thresholds.items())
     verdict = "holds" if passed else "does not hold"
@@ -188,40 +224,49 @@ def _result(
     return ClaimResult(spec.name, summary.model, summary.task, passed, measured, thresholds, message)
 
 
-def _curve(summary: TaskSummary, condition: str) -> Curve:
-    curve = summary.curves.get(condition)
-    if curve is None or curve.n == 0:
-        raise MissingResult(
-            f"no {condition} curve for {summary.model} on {summary.task} "
-            f"({summary.n_correct} of {summary.n} samples answered correctly)"
+def require_samples(summary: TaskSummary, n: int, t: Mapping[str, float], what: str) -> None:
+    """Raise NotEvaluable when fewer than ``t["min_samples"]`` samples (at least 1) enter the claim's statistic."""
+    minimum = max(1, int(t.get("min_samples", 1)))
+    if n < minimum:
+        raise NotEvaluable(
+            f"{n} {what} for {summary.model} on {summary.task} ({summary.n_correct} of {summary.n} samples answered "
+            f"correctly); at least {minimum} are needed (min_samples)"
         )
+
+
+def _curve(summary: TaskSummary, condition: str, t: Mapping[str, float]) -> Curve:
+    curve = summary.curves.get(condition)
+    n = 0 if curve is None else curve.n
+    require_samples(summary, n, t, f"correctly answered samples in the {condition} curve")
     return curve
 
 
 def _cross_frame_early(spec, s: TaskSummary, t) -> ClaimResult:
-    c = _curve(s, "cross_frame")
-    limit = t["within_fraction"] * s.num_layers
-    passed = c.minimum <= t["min_change_pct"] and c.argmin < limit
+    c = _curve(s, "cross_frame", t)
+    last = math.ceil(t["within_fraction"] * s.num_layers)  # the last window centre (1-based) that counts as early
+    passed = c.minimum <= t["min_change_pct"] and user_layer(c.argmin) <= last
     return _result(
         spec,
         s,
         passed,
-        {"minimum_pct": c.minimum, "at_layer": c.argmin, "before_layer": limit, "n": c.n},
+        {"minimum_pct": c.minimum, "at_layer": user_layer(c.argmin), "latest_early_layer": last, "n": c.n},
         t,
         "the cross-frame curve's minimum and where it falls",
     )
 
 
 def _late_flat(spec, s: TaskSummary, t) -> ClaimResult:
-    c = _curve(s, "cross_frame")
-    start = t["from_fraction"] * s.num_layers
+    c = _curve(s, "cross_frame", t)
+    start = math.ceil(t["from_fraction"] * s.num_layers)  # first late window centre, 0-based
     late = [abs(m) for x, m in zip(c.centers, c.mean, strict=True) if x >= start]
-    worst = max(late) if late else float("nan")
+    if not late:
+        raise NotEvaluable(f"no window centre at or after layer {user_layer(start)} of {s.num_layers} for {s.model}")
+    worst = max(late)
     return _result(
         spec,
         s,
-        bool(late) and worst <= t["max_abs_change_pct"],
-        {"max_abs_late_pct": worst, "from_layer": start},
+        worst <= t["max_abs_change_pct"],
+        {"max_abs_late_pct": worst, "from_layer": user_layer(start), "n": c.n},
         t,
         "the cross-frame curve in the last quarter",
     )
@@ -229,8 +274,11 @@ def _late_flat(spec, s: TaskSummary, t) -> ClaimResult:
 
 def _accuracy_drop(spec, s: TaskSummary, t) -> ClaimResult:
     if s.accuracy is None:
-        raise MissingResult(f"no first-half cross-frame accuracy for {s.model} on {s.task}")
+        raise NotEvaluable(f"no first-half cross-frame accuracy for {s.model} on {s.task}")
     a = s.accuracy
+    require_samples(s, a.n, t, "samples")
+    if s.n_correct == 0:
+        raise NotEvaluable(f"{s.model} answers none of the {s.n} samples of {s.task} correctly: no accuracy to drop")
     return _result(
         spec,
         s,
@@ -265,7 +313,11 @@ def paired_drop_test(video: Mapping[str, int], image: Mapping[str, int]) -> tupl
 
 def evaluate_video_vs_image(spec: ClaimSpec, video: TaskSummary, image: TaskSummary, t) -> ClaimResult:
     if not video.correctness_change or not image.correctness_change:
-        raise MissingResult(f"no first-half cross-frame records for {video.model} and its image model on {video.task}")
+        raise NotEvaluable(f"no first-half cross-frame records for {video.model} and its image model on {video.task}")
+    paired = len(set(video.correctness_change) & set(image.correctness_change))
+    require_samples(video, paired, t, f"samples answered by both {video.model} and {image.model}")
+    if video.n_correct == 0:
+        raise NotEvaluable(f"{video.model} answers none of the {video.n} samples of {video.task} correctly")
     wins, losses, p = paired_drop_test(video.correctness_change, image.correctness_change)
     measured = {
         "video_drop_points": video.accuracy.drop_points if video.accuracy else float("nan"),
@@ -274,6 +326,7 @@ def evaluate_video_vs_image(spec: ClaimSpec, video: TaskSummary, image: TaskSumm
         "image_worse_pairs": losses,
         "p_value": p,
         "image_model": image.model,
+        "n": paired,
     }
     return _result(
         spec,
@@ -286,26 +339,31 @@ def evaluate_video_vs_image(spec: ClaimSpec, video: TaskSummary, image: TaskSumm
 
 
 def _route_vq(spec, s: TaskSummary, t) -> ClaimResult:
-    c = _curve(s, "video->question")
-    limit = t["within_fraction"] * s.num_layers
+    c = _curve(s, "video->question", t)
+    last = math.ceil(t["within_fraction"] * s.num_layers)
     return _result(
         spec,
         s,
-        c.minimum <= t["min_change_pct"] and c.argmin < limit,
-        {"minimum_pct": c.minimum, "at_layer": c.argmin, "before_layer": limit},
+        c.minimum <= t["min_change_pct"] and user_layer(c.argmin) <= last,
+        {"minimum_pct": c.minimum, "at_layer": user_layer(c.argmin), "latest_layer": last, "n": c.n},
         t,
         "the Video -/-> Question curve's minimum and where it falls",
     )
 
 
 def _route_ql(spec, s: TaskSummary, t) -> ClaimResult:
-    c, vq = _curve(s, "question->last"), _curve(s, "video->question")
+    c, vq = _curve(s, "question->last", t), _curve(s, "video->question", t)
     passed = c.minimum <= t["min_change_pct"] and c.argmin > vq.argmin
     return _result(
         spec,
         s,
         passed,
-        {"minimum_pct": c.minimum, "at_layer": c.argmin, "video_to_question_at": vq.argmin},
+        {
+            "minimum_pct": c.minimum,
+            "at_layer": user_layer(c.argmin),
+            "video_to_question_at": user_layer(vq.argmin),
+            "n": c.n,
+        },
         t,
         "the Question -/-> Last minimum and whether it comes after the Video -/-> Question one",
     )
@@ -313,7 +371,7 @@ def _route_ql(spec, s: TaskSummary, t) -> ClaimResult:
 
 def _flat(condition: str) -> Callable:
     def evaluate(spec, s: TaskSummary, t) -> ClaimResult:
-        c = _curve(s, condition)
+        c = _curve(s, condition, t)
         worst = max(abs(m) for m in c.mean)
         return _result(
             spec,
@@ -328,19 +386,27 @@ def _flat(condition: str) -> Callable:
 
 
 def _lens(spec, s: TaskSummary, t) -> ClaimResult:
+    if s.lens_problem:
+        raise NotEvaluable(f"the logit lens cannot run for {s.model} on {s.dataset}: {s.lens_problem}")
     if s.lens is None:
-        raise MissingResult(f"no logit-lens results for {s.model} on {s.task}")
+        raise NotEvaluable(f"no logit-lens results for {s.model} on {s.task}")
+    require_samples(s, s.lens.samples, t, "correctly answered samples with logit-lens results")
     spatial, temporal = s.lens.mean_layer.get("spatial", math.nan), s.lens.mean_layer.get("temporal", math.nan)
     if math.isnan(spatial) or math.isnan(temporal):
-        raise MissingResult(
-            f"no keyword hits in the video tokens of {s.model} on {s.task} (hits: {s.lens.hits}); "
-            "the keyword lists may not match this model's vocabulary"
+        raise NotEvaluable(
+            f"no keyword hits in the video tokens of {s.model} on {s.task} (hits: {s.lens.hits}): no video position "
+            "reads as a keyword of both lists at any layer"
         )
     return _result(
         spec,
         s,
         temporal - spatial >= t["min_layer_gap"],
-        {"temporal_mean_layer": temporal, "spatial_mean_layer": spatial, "hits": s.lens.hits},
+        {
+            "temporal_mean_layer": user_layer(temporal),
+            "spatial_mean_layer": user_layer(spatial),
+            "hits": s.lens.hits,
+            "n": s.lens.samples,
+        },
         t,
         "hit-weighted mean layer of temporal vs spatial keywords",
     )
@@ -348,8 +414,9 @@ def _lens(spec, s: TaskSummary, t) -> ClaimResult:
 
 def _ready(spec, s: TaskSummary, t) -> ClaimResult:
     if s.answer is None:
-        raise MissingResult(f"no answer-probability results for {s.model} on {s.task}")
-    vq = _curve(s, "video->question").argmin
+        raise NotEvaluable(f"no answer-probability results for {s.model} on {s.task}")
+    require_samples(s, s.answer.n, t, "correctly answered samples with answer probabilities")
+    vq = _curve(s, "video->question", t).argmin
     before = s.answer.true_mean[:vq] or [s.answer.true_mean[0]]
     after = s.answer.true_mean[vq:]
     low, peak = max(before), max(after)
@@ -358,7 +425,7 @@ def _ready(spec, s: TaskSummary, t) -> ClaimResult:
         spec,
         s,
         passed,
-        {"max_before_pct": low, "peak_after_pct": peak, "video_to_question_at": vq},
+        {"max_before_pct": low, "peak_after_pct": peak, "video_to_question_at": user_layer(vq), "n": s.answer.n},
         t,
         "true-option probability by layer around the Video -/-> Question minimum",
     )
@@ -366,40 +433,49 @@ def _ready(spec, s: TaskSummary, t) -> ClaimResult:
 
 def _beats(spec, s: TaskSummary, t) -> ClaimResult:
     if s.answer is None:
-        raise MissingResult(f"no answer-probability results for {s.model} on {s.task}")
+        raise NotEvaluable(f"no answer-probability results for {s.model} on {s.task}")
+    require_samples(s, s.answer.n, t, "correctly answered samples with answer probabilities")
     start = math.ceil(t["from_fraction"] * s.num_layers)
     margins = [tr - fa for tr, fa in zip(s.answer.true_mean[start:], s.answer.false_max_mean[start:], strict=True)]
-    worst = min(margins) if margins else float("nan")
+    if not margins:
+        raise NotEvaluable(f"no layer at or after layer {user_layer(start)} of {s.num_layers}")
+    worst = min(margins)
     return _result(
         spec,
         s,
-        bool(margins) and worst > 0,
-        {"from_layer": start, "min_margin_pct": worst},
+        worst > 0,
+        {"from_layer": user_layer(start), "min_margin_pct": worst, "n": s.answer.n},
         t,
         "mean true-option minus best false-option probability from the middle layers on",
     )
 
 
-def _pruning_summary(s: TaskSummary) -> PruningSummary:
+def _pruning_summary(s: TaskSummary, t: Mapping[str, float], accuracy: bool = True) -> PruningSummary:
     if s.pruning is None:
-        raise MissingResult(f"no pruning results for {s.model} on {s.task}")
+        raise NotEvaluable(f"no pruning results for {s.model} on {s.task}")
+    require_samples(s, s.pruning.n, t, "samples with pruning results")
+    if accuracy and s.pruning.full_accuracy <= 0:
+        raise NotEvaluable(
+            f"{s.model} answers none of the {s.pruning.n} samples correctly with full attention: "
+            "accuracy under pruning cannot be compared"
+        )
     return s.pruning
 
 
 def _edges(spec, s: TaskSummary, t) -> ClaimResult:
-    p = _pruning_summary(s)
+    p = _pruning_summary(s, t, accuracy=False)
     return _result(
         spec,
         s,
         p.kept_fraction <= t["max_kept_fraction"],
-        {"kept_fraction": p.kept_fraction},
+        {"kept_fraction": p.kept_fraction, "n": p.n},
         t,
         "share of attention edges the effective pathways keep",
     )
 
 
 def _parity(spec, s: TaskSummary, t) -> ClaimResult:
-    p = _pruning_summary(s)
+    p = _pruning_summary(s, t)
     loss = p.full_accuracy - p.effective_accuracy
     return _result(
         spec,
@@ -412,7 +488,7 @@ def _parity(spec, s: TaskSummary, t) -> ClaimResult:
 
 
 def _random(spec, s: TaskSummary, t) -> ClaimResult:
-    p = _pruning_summary(s)
+    p = _pruning_summary(s, t)
     loss = p.full_accuracy - p.random_accuracy
     return _result(
         spec,

@@ -15,11 +15,12 @@ from typing import Any, ClassVar
 
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from flowcheck.claims import TaskSummary
+from flowcheck.claims import TaskSummary, user_layer
+from flowcheck.models.identity import file_stem
 
 
 def key_numbers(summaries: Mapping[str, Mapping[str, TaskSummary]]) -> dict[str, dict[str, float]]:
-    """{kind: {"<dataset>/<task>/<metric>": value}} of the numbers a checkpoint is gated on."""
+    """{kind: {"<dataset>/<task>/<metric>": value}} of the numbers a checkpoint is gated on (layers from 1)."""
     out: dict[str, dict[str, float]] = {k: {} for k in ("accuracy", "change_pct", "layer", "probability", "fraction")}
     for dataset, per_task in sorted(summaries.items()):
         for task, s in sorted(per_task.items()):
@@ -28,7 +29,7 @@ def key_numbers(summaries: Mapping[str, Mapping[str, TaskSummary]]) -> dict[str,
                 out["accuracy"][f"{where}/base_accuracy"] = 100 * s.n_correct / s.n
             for condition, curve in sorted(s.curves.items()) if task != "all" else ():
                 out["change_pct"][f"{where}/{condition}/minimum"] = curve.minimum
-                out["layer"][f"{where}/{condition}/argmin"] = curve.argmin
+                out["layer"][f"{where}/{condition}/argmin"] = user_layer(curve.argmin)
             if s.accuracy is not None and task != "all":
                 out["accuracy"][f"{where}/cross_frame_first_half"] = s.accuracy.knocked
             if s.answer is not None and task != "all":
@@ -36,7 +37,7 @@ def key_numbers(summaries: Mapping[str, Mapping[str, TaskSummary]]) -> dict[str,
             if s.lens is not None and task == "all":
                 for name, layer in s.lens.mean_layer.items():
                     if not math.isnan(layer):
-                        out["layer"][f"{where}/lens_mean_layer/{name}"] = layer
+                        out["layer"][f"{where}/lens_mean_layer/{name}"] = user_layer(layer)
             if s.pruning is not None and task == "all":
                 out["accuracy"][f"{where}/pruning/full"] = s.pruning.full_accuracy
                 out["accuracy"][f"{where}/pruning/effective"] = s.pruning.effective_accuracy
@@ -92,5 +93,6 @@ def extension_with(tolerances: Mapping[str, Mapping[str, float]]) -> type[Tolera
 
 
 def gate_name(model: str) -> str:
-    """A file-system-safe gate name for a model (its registry name, hub id or folder)."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model.rstrip("/").split("/")[-1])
+    """The file-system-safe gate name of a model's unique run name (``org/model`` -> ``org--model``), so that two
+    checkpoints never share a baseline."""
+    return file_stem(model)

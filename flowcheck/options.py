@@ -111,6 +111,7 @@ class OptionSpec:
     default: Any
     repeatable: bool = False
     metavar: str | None = None
+    switch: bool = False  # a flag without a value on the command line (store_true)
 
     @property
     def env(self) -> str:
@@ -125,11 +126,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "models",
         "--flow-model",
-        "model: registry name, hub id or local path (repeatable)",
+        "model: registry name, hub id or local path, optionally ALIAS=PATH to name it (repeatable)",
         _list,
         list(DEFAULT_MODELS),
         repeatable=True,
-        metavar="NAME",
+        metavar="[ALIAS=]MODEL",
     ),
     OptionSpec(
         "data",
@@ -186,6 +187,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="DIR",
     ),
     OptionSpec(
+        "data_dir",
+        "--flow-data-dir",
+        "where datasets fetched from the hub and the generated synthetic benchmark are stored",
+        Path,
+        Path.home() / ".cache" / "flowcheck" / "data",
+        metavar="DIR",
+    ),
+    OptionSpec(
         "report_dir", "--flow-report-dir", "where reports/<run>/ are written", Path, Path("reports"), metavar="DIR"
     ),
     OptionSpec(
@@ -195,9 +204,28 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "shard", "--flow-shard", "compute only shard i of N of the (model, task) grid", _shard, None, metavar="i/N"
     ),
     OptionSpec("seed", "--flow-seed", "seed of every random choice (bootstrap, random pruning control)", _int, 0),
+    OptionSpec(
+        "claims",
+        "--flow-claims",
+        "extra claims registry file(s) (TOML): per-model thresholds and expected failures (repeatable)",
+        _list,
+        [],
+        repeatable=True,
+        metavar="FILE",
+    ),
+    OptionSpec(
+        "baseline",
+        "--flow-baseline",
+        "gating: compare each model's numbers with the baseline recorded for this model name",
+        str,
+        None,
+        metavar="MODEL",
+    ),
+    OptionSpec("no_report", "--flow-no-report", "do not write reports/<run>/", _bool, False, switch=True),
 )
 
-SPECS = {spec.name: spec for spec in OPTIONS}
+# Environment variables flowcheck sets for itself (never read as user options).
+INTERNAL_ENV = ("FLOWCHECK_PINNED",)
 
 
 @dataclass(frozen=True)

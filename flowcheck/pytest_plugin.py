@@ -7,6 +7,7 @@ written by the controller at the end of the run. Import-light: torch loads only 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -18,31 +19,25 @@ from flowcheck.options import OPTIONS, OptionError
 
 CLAIM_MARK = "flowcheck_claim"
 PROPERTY = "flowcheck"
+CASE_PROPERTY = "flowcheck-case"
+
+
+class ClaimNotHeld(pytest.fail.Exception):
+    """A claim that measurably does not hold on a case: the one failure a registry's expected failure absorbs."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("flowcheck", "flowcheck: information-flow claims for video LLMs")
     for spec in OPTIONS:
         kwargs = {"dest": f"flow_{spec.name}", "default": None, "help": f"{spec.help} (env {spec.env})"}
-        if spec.repeatable:
+        if spec.switch:
+            kwargs["action"] = "store_const"
+            kwargs["const"] = True
+        elif spec.repeatable:
             kwargs["action"] = "append"
-        if spec.metavar:
+        if spec.metavar and not spec.switch:
             kwargs["metavar"] = spec.metavar
         group.addoption(spec.flag, **kwargs)
-    group.addoption(
-        "--flow-claims",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="extra claims registry file(s) (TOML): per-model thresholds and expected failures",
-    )
-    group.addoption(
-        "--flow-baseline",
-        default=None,
-        metavar="MODEL",
-        help="gating: compare each model's numbers with the snapshot recorded for MODEL",
-    )
-    group.addoption("--flow-no-report", action="store_true", help="do not write reports/<run>/")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -58,34 +53,28 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _pin_worker_device(config: pytest.Config) -> None:
-    """One GPU per xdist worker: set CUDA_VISIBLE_DEVICES before anything initialises CUDA."""
-    if "CUDA_VISIBLE_DEVICES" in os.environ and os.environ.get("FLOWCHECK_PINNED"):
+    """One visible GPU per xdist worker: set CUDA_VISIBLE_DEVICES before anything initialises CUDA."""
+    from flowcheck.devices import visible_gpus, worker_device
+
+    if os.environ.get("FLOWCHECK_PINNED"):
         return
     worker = config.workerinput.get("workerid", "gw0")
     count = int(config.workerinput.get("workercount", 1))
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    devices = visible.split(",") if visible else [str(i) for i in range(_gpu_count())]
-    if devices:
-        index = int(worker.removeprefix("gw")) % len(devices)
-        os.environ["CUDA_VISIBLE_DEVICES"] = devices[index]
+    device = worker_device(int(worker.removeprefix("gw")), visible_gpus())
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
         os.environ["FLOWCHECK_PINNED"] = "1"
     elif count > 1:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
 
 
-def _gpu_count() -> int:
-    """Visible NVIDIA GPUs, counted without initialising CUDA in this process."""
-    try:
-        return len([d for d in os.listdir("/proc/driver/nvidia/gpus")])
-    except OSError:
-        return 0
-
-
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """`-n auto`: one worker per GPU; on CPU, two per model at most, bounded by the cores."""
-    gpus = _gpu_count()
+    """`-n auto`: one worker per visible GPU; on CPU, two at most, bounded by the cores."""
+    from flowcheck.devices import visible_gpus
+
+    gpus = visible_gpus()
     if gpus:
-        return gpus
+        return len(gpus)
     return max(1, min(os.cpu_count() or 1, 2))
 
 
@@ -108,15 +97,17 @@ def flow_options(config: pytest.Config):
 def flow_session(config: pytest.Config):
     if not hasattr(config, "_flowcheck_session"):
         from flowcheck.claims import RegistryError, load_registry
+        from flowcheck.models.identity import ModelNameError
         from flowcheck.session import FlowSession
 
+        options = flow_options(config)
         extra = [Path(config.rootpath) / "fixtures" / "claims.toml"]
-        extra = [p for p in extra if p.exists()] + [Path(p) for p in config.getoption("flow_claims")]
+        extra = [p for p in extra if p.exists()] + [Path(p) for p in options.claims]
         try:
             registry = load_registry(extra)
-        except RegistryError as err:
+            session = FlowSession(options, registry)
+        except (RegistryError, ModelNameError) as err:
             raise pytest.UsageError(f"flowcheck: {err}") from None
-        session = FlowSession(flow_options(config), registry)
         _validate(session)
         config._flowcheck_session = session
     return config._flowcheck_session
@@ -127,11 +118,11 @@ def _validate(session) -> None:
     from flowcheck.data.report import DataError
     from flowcheck.models.base import AdapterError
 
-    for model in session.options.models:
+    for model in session.models:
         try:
             session.handle(model)
         except AdapterError as err:
-            raise pytest.UsageError(f"flowcheck: --flow-model {model}: {err}") from None
+            raise pytest.UsageError(f"flowcheck: --flow-model {session.source(model)}: {err}") from None
     for dataset in session.options.data:
         try:
             session.dataset(dataset)
@@ -164,9 +155,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marks = [pytest.mark.xdist_group(case.model)]
         reason = session.registry.xfail_reason(claim, case.model, case.task)
         if reason:
-            marks.append(pytest.mark.xfail(reason=reason, strict=True))
+            # Only a claim that measurably does not hold is expected; any other exception stays an error.
+            marks.append(pytest.mark.xfail(reason=reason, strict=True, raises=ClaimNotHeld))
         params.append(pytest.param(case, id=case.test_id(several), marks=marks))
     metafunc.parametrize("flow_case", params)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tag each claim test's report with its claim and case, so that errors are reported like results."""
+    for item in items:
+        marker = item.get_closest_marker(CLAIM_MARK)
+        case = getattr(item, "callspec", None) and item.callspec.params.get("flow_case")
+        if marker is not None and case is not None:
+            item.user_properties.append(
+                (CASE_PROPERTY, json.dumps({"claim": marker.args[0], **dataclasses.asdict(case)}))
+            )
 
 
 @pytest.fixture(scope="session")
@@ -177,54 +180,23 @@ def flow(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def flow_claim(request: pytest.FixtureRequest, flow):
-    """Evaluate the test's claim on its case, record the measured values, and fail with them if it does not hold."""
-    from flowcheck.claims import MissingResult, evaluate, evaluate_video_vs_image
+    """Evaluate the test's claim on its case and record the outcome: a claim that does not hold raises
+    ClaimNotHeld with the measured values; one that cannot be evaluated is skipped with the reason."""
+    from flowcheck.claims import NotEvaluable
 
-    marker = request.node.get_closest_marker(CLAIM_MARK)
-    claim = marker.args[0]
+    claim = request.node.get_closest_marker(CLAIM_MARK).args[0]
     case = request.getfixturevalue("flow_case")
 
     def check():
         try:
-            if claim == "cross_frame_video_vs_image":
-                image = flow.registry.model_setting(case.model, "image_model")
-                if not image:
-                    pytest.skip(
-                        f'no paired image model is registered for {case.model} ([models."{case.model}"] image_model)'
-                    )
-                from flowcheck.session import Case
-
-                spec = flow.registry.claims[claim]
-                result = evaluate_video_vs_image(
-                    spec,
-                    flow.summary(case),
-                    flow.summary(Case(image, case.dataset, case.task)),
-                    flow.registry.thresholds(claim, case.model),
-                )
-            else:
-                result = evaluate(flow.registry, claim, flow.summary(case))
-        except MissingResult as err:
-            request.node.user_properties.append(
-                (
-                    PROPERTY,
-                    json.dumps(
-                        {
-                            "claim": claim,
-                            "model": case.model,
-                            "dataset": case.dataset,
-                            "task": case.task,
-                            "passed": False,
-                            "measured": {},
-                            "message": str(err),
-                        }
-                    ),
-                )
-            )
-            pytest.fail(f"{claim} cannot be evaluated: {err}", pytrace=False)
-        payload = {**result.to_dict(), "dataset": case.dataset}
-        request.node.user_properties.append((PROPERTY, json.dumps(payload, default=str)))
+            result = flow.evaluate(claim, case)
+        except NotEvaluable as err:
+            message = f"{claim} not evaluable for {case.model} on {case.task}: {err}"
+            request.node.user_properties.append((PROPERTY, json.dumps({"evaluable": False, "message": message})))
+            pytest.skip(message)
+        request.node.user_properties.append((PROPERTY, json.dumps({"evaluable": True, **result.to_dict()})))
         if not result.passed:
-            pytest.fail(result.message, pytrace=False)
+            raise ClaimNotHeld(result.message, pytrace=False)
         return result
 
     return check
@@ -235,31 +207,60 @@ def flow_claim(request: pytest.FixtureRequest, flow):
 
 
 class FlowReporter:
-    """Collects the claims' measured values from test reports (also from xdist workers) and writes the report."""
+    """Collects every claim test's outcome from test reports (also from xdist workers) and writes the report."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.entries: list[dict] = []
+        self.entries: dict[str, dict] = {}
         self.started = time.time()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for name, value in report.user_properties:
-            if name == PROPERTY and report.when == "call":
-                entry = json.loads(value)
-                xfailed = hasattr(report, "wasxfail") and report.outcome == "skipped"
-                entry["outcome"] = "xfailed" if xfailed else report.outcome
-                entry["xfail_reason"] = getattr(report, "wasxfail", "") or ""
-                entry["nodeid"] = report.nodeid
-                self.entries.append(entry)
+        props = dict(report.user_properties)
+        if CASE_PROPERTY not in props:
+            return
+        entry = self.entries.setdefault(report.nodeid, {**json.loads(props[CASE_PROPERTY]), "nodeid": report.nodeid})
+        if PROPERTY in props:
+            entry.update(json.loads(props[PROPERTY]))
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            entry["outcome"] = claim_outcome(report, entry)
+            if entry["outcome"] == "error":
+                entry["message"] = _crash_line(report)
+            entry["xfail_reason"] = getattr(report, "wasxfail", "") or ""
+        elif report.when == "teardown" and report.failed:
+            entry["outcome"], entry["message"] = "error", _crash_line(report)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.entries or self.config.getoption("flow_no_report"):
+        if not self.entries or flow_options(self.config).no_report:
             return
         from flowcheck.report.writer import write_report
 
+        entries = [self.entries[k] for k in sorted(self.entries)]
         try:
-            path, line = write_report(flow_session(self.config), self.entries, started=self.started)
+            session = flow_session(self.config)
+            path, line = write_report(session, entries, started=self.started)
         except Exception as err:  # the report must never hide the test results
             terminalreporter.write_line(f"flowcheck: could not write the report: {type(err).__name__}: {err}", red=True)
             return
         terminalreporter.write_line(f"flowcheck: {line} -> {path}")
+        for line in session.skipped_lines():
+            terminalreporter.write_line(f"flowcheck: {line}")
+
+
+def claim_outcome(report: pytest.TestReport, entry: dict) -> str:
+    """passed / failed (the claim does not hold) / xfailed / not evaluable / skipped / error (anything else)."""
+    if hasattr(report, "wasxfail") and report.skipped:
+        return "xfailed"
+    if report.skipped:
+        return "not evaluable" if entry.get("evaluable") is False else "skipped"
+    if report.passed:
+        return "passed"
+    if report.when == "call" and entry.get("evaluable"):
+        return "unexpectedly passed" if entry.get("passed") else "failed"  # XPASS(strict) / ClaimNotHeld
+    return "error"
+
+
+def _crash_line(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message.splitlines()[0][:500] if crash.message else "error"
+    return str(report.longrepr).strip().splitlines()[-1][:500] if report.longrepr else "error"

@@ -7,17 +7,24 @@ through the content-addressed cache, so other workers, shards and later runs reu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from flowcheck.analyses.runner import AnalysisPlan, ModelResults, run_analyses
 from flowcheck.analyses.summary import summarise
 from flowcheck.cache import ResultCache
-from flowcheck.claims import Registry, TaskSummary
+from flowcheck.claims import (
+    ClaimResult,
+    NotEvaluable,
+    Registry,
+    TaskSummary,
+    evaluate,
+    evaluate_video_vs_image,
+)
 from flowcheck.data.frames import FrameCache
 from flowcheck.data.registry import load_dataset
 from flowcheck.data.report import LoadReport
 from flowcheck.data.sample import Sample
 from flowcheck.edges import PathwaySpec, paper_pathways
+from flowcheck.models.identity import model_refs
 from flowcheck.options import FlowOptions
 
 SYNTHETIC_TEMPORAL = ("action_antonym", "action_sequence", "moving_direction", "object_count", "scene_transition")
@@ -32,9 +39,9 @@ class Case:
     task: str
 
     def test_id(self, several_datasets: bool) -> str:
-        model = Path(self.model).name if "/" in self.model and Path(self.model).exists() else self.model.split("/")[-1]
+        """``<model name>-<task>`` (``<model>-<dataset>:<task>`` with several datasets); model names are unique."""
         where = f"{self.dataset}:{self.task}" if several_datasets else self.task
-        return f"{model}-{where}"
+        return f"{self.model}-{where}"
 
 
 def temporal_tasks(dataset: str, tasks: list[str]) -> list[str]:
@@ -46,6 +53,16 @@ def temporal_tasks(dataset: str, tasks: list[str]) -> list[str]:
 
         return [t for t in tasks if t in PAPER_TASKS]
     return list(tasks)
+
+
+def _skip_row(dataset: str, skipped, models: str) -> dict[str, str]:
+    return {
+        "dataset": dataset,
+        "sample_id": skipped.sample_id,
+        "file": skipped.file,
+        "reason": skipped.reason,
+        "models": models,
+    }
 
 
 @dataclass
@@ -63,12 +80,25 @@ class FlowSession:
     def __post_init__(self) -> None:
         self.cache = ResultCache(self.options.cache_dir)
         self.frames = FrameCache(max_items=64)
+        self.refs = {ref.name: ref for ref in model_refs(self.options.models)}
+        for ref in self.refs.values():
+            self.registry.alias(ref.name, ref.source)
+
+    @property
+    def models(self) -> list[str]:
+        """The run's unique model names, in the order given."""
+        return list(self.refs)
+
+    def source(self, model: str) -> str:
+        """Where `model` loads from: its run entry's path or hub id, else the name itself (a paired image model)."""
+        ref = self.refs.get(model)
+        return ref.source if ref else model
 
     # -- data ----------------------------------------------------------------------------------
     def dataset(self, name: str) -> list[Sample]:
         if name not in self.samples:
             samples, report = load_dataset(
-                name, self.options.data.get(name), self.options.tasks, self.options.max_samples
+                name, self.options.data.get(name), self.options.tasks, self.options.max_samples, self.options.data_dir
             )
             self.samples[name], self.reports[name] = samples, report
         return self.samples[name]
@@ -79,7 +109,7 @@ class FlowSession:
     def cases(self, scope: str, which: str) -> list[Case]:
         """Every (model, dataset, task) a claim of this scope applies to, in a deterministic order."""
         out = []
-        for model in self.options.models:
+        for model in self.models:
             for dataset in self.options.data:
                 if scope == "dataset":
                     out.append(Case(model, dataset, "all"))
@@ -106,7 +136,8 @@ class FlowSession:
             from flowcheck.models.handle import ModelHandle
 
             self._handles[model] = ModelHandle(
-                model,
+                self.source(model),
+                name=model,
                 dtype=self.options.dtype,
                 device=self.options.device,
                 trust_remote_code=self.options.trust_remote_code,
@@ -158,6 +189,7 @@ class FlowSession:
                 dataset=dataset,
                 frame_cache=self.frames,
                 compute=compute,
+                skipped_before=len(self.reports[dataset].skipped) if dataset in self.reports else 0,
             )
         return self._results[key]
 
@@ -168,6 +200,51 @@ class FlowSession:
                 results, None if case.task == "all" else case.task, seed=self.options.seed
             )
         return self._summaries[case]
+
+    def evaluate(self, claim: str, case: Case) -> ClaimResult:
+        """Evaluate `claim` on `case`. Raises NotEvaluable (with the reason) when the case gives no evidence."""
+        spec = self.registry.claims[claim]
+        thresholds = self.registry.thresholds(claim, case.model)
+        if claim != "cross_frame_video_vs_image":
+            return evaluate(self.registry, claim, self.summary(case))
+        image = self.registry.model_setting(case.model, "image_model")
+        if not image:
+            raise NotEvaluable(
+                f'no paired image model is registered for {case.model} ([models."{case.model}"] image_model)'
+            )
+        return evaluate_video_vs_image(
+            spec, self.summary(case), self.summary(Case(image, case.dataset, case.task)), thresholds
+        )
+
+    def skipped_rows(self) -> list[dict[str, str]]:
+        """Every sample left out of the run, once per (dataset, sample, reason): at load time (all models) or while
+        computing (the models named). The one source of the skipped counts in the report and the terminal."""
+        rows: dict[tuple[str, str, str], dict[str, str]] = {}
+        for dataset, report in sorted(self.reports.items()):
+            for s in report.skipped:
+                rows.setdefault((dataset, s.sample_id, s.reason), _skip_row(dataset, s, "all models"))
+        for (model, dataset), results in sorted(self._results.items()):
+            for s in results.skipped:
+                row = rows.setdefault((dataset, s.sample_id, s.reason), _skip_row(dataset, s, ""))
+                row["models"] = ", ".join(m for m in (row["models"], model) if m)
+        return list(rows.values())
+
+    def skipped_counts(self) -> dict[str, int]:
+        """Per dataset, how many distinct samples were left out (see `skipped_rows`)."""
+        counts = {name: set() for name in self.options.data}
+        for row in self.skipped_rows():
+            counts.setdefault(row["dataset"], set()).add(row["sample_id"])
+        return {name: len(ids) for name, ids in counts.items()}
+
+    def skipped_lines(self) -> list[str]:
+        """One terminal line per dataset with skipped samples."""
+        lines = []
+        for name, count in self.skipped_counts().items():
+            if count:
+                report = self.reports.get(name)
+                total = report.loaded + len({s.sample_id for s in report.skipped}) if report else count
+                lines.append(f"{name}: {count} of {total} samples skipped (listed in REPORT.md and results.json)")
+        return lines
 
     def gate_numbers(self, model: str) -> dict[str, dict[str, float]]:
         """The model's key numbers over every dataset and task of the run (for checkpoint gating)."""

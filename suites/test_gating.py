@@ -15,18 +15,20 @@ from flowcheck.gating import extension_with, gate_name
 
 
 def test_gate(flow_case, flow, snapshot, request):
-    baseline = request.config.getoption("flow_baseline")
+    baseline = flow.options.baseline
     if baseline and request.config.option.update_snapshots:
         pytest.fail(
             "--snapshot-update with --flow-baseline would overwrite the baseline; record it without --flow-baseline"
         )
     extension = extension_with(flow.registry.tolerances)
     name = gate_name(baseline or flow_case.model)
-    recorded = Path(extension.get_location(test_location=snapshot.test_location, index=name)).exists()
-    if not (baseline or recorded or request.config.option.update_snapshots):
+    location = Path(extension.get_location(test_location=snapshot.test_location, index=name))
+    recorded = location.exists()
+    if not (recorded or request.config.option.update_snapshots):
+        who = baseline or flow_case.model
         pytest.skip(
-            f"no recorded baseline for {flow_case.model}: record one with "
-            f"pytest suites/test_gating.py --flow-model {flow_case.model} --snapshot-update"
+            f"no recorded baseline named {who!r} ({location.name}): "
+            f"record one with pytest suites/test_gating.py --flow-model {who}=PATH_OR_HUB_ID --snapshot-update"
         )
     numbers = flow.gate_numbers(flow_case.model)
     matched = numbers == snapshot(extension_class=extension, name=name)

@@ -38,23 +38,38 @@ class KeywordLists:
         return sorted({i for ids in self.token_ids.values() for i in ids})
 
 
+class KeywordError(ValueError):
+    """Keyword lists that cannot be used with a model: a list with no word in its vocabulary, or two lists that
+    share a token. The message names the words involved."""
+
+
 def load_keyword_file(name_or_path: str) -> dict:
-    """A keyword file: a path, or the name of a bundled one (``action_sequence``, ``synthetic``)."""
+    """A keyword file: a path, or the name of a bundled one (``action_sequence``, ``synthetic``).
+
+    Raises KeywordError when there is no such file or it has no ``lists`` object."""
     path = Path(name_or_path)
     if path.suffix == ".json" and path.exists():
-        return json.loads(path.read_text())
-    bundled = resources.files("flowcheck.specs").joinpath("keywords", f"{name_or_path}.json")
-    if not bundled.is_file():
-        raise FileNotFoundError(f"no keyword file {name_or_path!r}: give a JSON path or a bundled name")
-    return json.loads(bundled.read_text())
+        data = json.loads(path.read_text())
+    else:
+        bundled = resources.files("flowcheck.specs").joinpath("keywords", f"{name_or_path}.json")
+        if not bundled.is_file():
+            raise KeywordError(f"no keyword file {name_or_path!r}: give a JSON path or a bundled name")
+        data = json.loads(bundled.read_text())
+    if not isinstance(data.get("lists"), dict) or not data["lists"]:
+        raise KeywordError(f'keyword file {name_or_path!r} has no "lists" object of named word lists')
+    return data
 
 
 def resolve_keywords(tokenizer, lists: Mapping[str, Sequence[str]], multi_token: str = "first") -> KeywordLists:
     """Map words to token ids. ``multi_token="first"`` keeps a word's first sub-token (the authors' choice,
-    recorded in `multi_token`); ``"skip"`` drops words that are not one token."""
+    recorded in `multi_token`); ``"skip"`` drops words that are not one token.
+
+    Raises KeywordError when a list keeps no word (none is in the vocabulary), or when two lists share a
+    token id (a hit must belong to one list), naming the words."""
     if multi_token not in ("first", "skip"):
         raise ValueError("multi_token must be 'first' or 'skip'")
     token_ids: dict[str, list[int]] = {}
+    words_of: dict[tuple[str, int], list[str]] = {}
     several: list[str] = []
     for name, words in lists.items():
         ids: set[int] = set()
@@ -67,10 +82,23 @@ def resolve_keywords(tokenizer, lists: Mapping[str, Sequence[str]], multi_token:
                 if multi_token == "skip":
                     continue
             ids.add(pieces[0])
+            words_of.setdefault((name, pieces[0]), []).append(word)
         token_ids[name] = sorted(ids)
-    overlap = set.intersection(*(set(v) for v in token_ids.values())) if len(token_ids) > 1 else set()
-    if overlap:
-        raise ValueError(f"keyword lists share tokens {sorted(overlap)}; a hit must belong to one list")
+    empty = [name for name, ids in token_ids.items() if not ids]
+    if empty:
+        shown = "; ".join(f"{name}: {', '.join(list(lists[name])[:8])}" for name in empty)
+        raise KeywordError(
+            f"no word of the keyword list(s) {', '.join(repr(n) for n in empty)} is a token of this model's "
+            f"vocabulary ({shown}); give keyword lists for this model (registry setting `keywords`)"
+        )
+    clashes = []
+    names = list(token_ids)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            for tid in sorted(set(token_ids[a]) & set(token_ids[b])):
+                clashes.append(f"{words_of[(a, tid)]} in {a!r} and {words_of[(b, tid)]} in {b!r} (token {tid})")
+    if clashes:
+        raise KeywordError(f"keyword lists share tokens: {'; '.join(clashes)}; a hit must belong to one list")
     return KeywordLists({k: list(v) for k, v in lists.items()}, token_ids, several)
 
 
@@ -111,6 +139,7 @@ class LensSummary:
     mean_layer: dict[str, float]
     hits: dict[str, int]
     kept_keywords: dict[str, int]
+    samples: int = 0  # samples whose hits are summed
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -123,10 +152,12 @@ def layer_bins(num_layers: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(a + size, num_layers)) for a in range(0, num_layers, size)]
 
 
-def summarise_hits(hits: Mapping[str, Sequence[Sequence[int]]], bin_size: int, min_count: int = 1) -> LensSummary:
-    """Bin per-layer counts; drop keywords with fewer than `min_count` hits; normalise each keyword over bins and
-    average the keywords of a list (the paper's ALL_NORM); mean layer weighted by all hits of a list."""
-    num_layers = len(next(iter(next(iter(hits.values())))))
+def summarise_hits(
+    hits: Mapping[str, Sequence[Sequence[int]]], bin_size: int, num_layers: int, min_count: int = 1, samples: int = 0
+) -> LensSummary:
+    """Bin per-layer counts (`hits`: per list, [keyword][layer] counts, L = `num_layers`); drop keywords with fewer
+    than `min_count` hits; normalise each keyword over bins and average the keywords of a list (the paper's
+    ALL_NORM); mean layer (0-based) weighted by all hits of a list, NaN for a list without hits."""
     bins = layer_bins(num_layers, bin_size)
     frequencies, mean_layer, totals, kept = {}, {}, {}, {}
     for name, rows in hits.items():
@@ -143,4 +174,4 @@ def summarise_hits(hits: Mapping[str, Sequence[Sequence[int]]], bin_size: int, m
             float((per_layer * np.arange(num_layers)).sum() / per_layer.sum()) if per_layer.sum() else float("nan")
         )
         kept[name] = int(keep.sum())
-    return LensSummary(bins, frequencies, mean_layer, totals, kept)
+    return LensSummary(bins, frequencies, mean_layer, totals, kept, samples)

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from flowcheck.analyses.answer_probability import answer_probability
-from flowcheck.analyses.logit_lens import keyword_hits, load_keyword_file, resolve_keywords, video_top1
+from flowcheck.analyses.logit_lens import KeywordError, keyword_hits, load_keyword_file, resolve_keywords, video_top1
 from flowcheck.analyses.pruning import PruningSample, prune_sample, scaled_paper_spec
 from flowcheck.analyses.records import Baseline, KnockoutRecord, SampleSweep
 from flowcheck.analyses.sweep import sweep_sample
@@ -71,6 +71,7 @@ class ModelResults:
     skipped: list[Skipped] = field(default_factory=list)
     computed: int = 0
     cached: int = 0
+    lens_problem: str = ""  # why the logit lens was not run (KeywordError message)
 
     def tasks(self) -> list[str]:
         return sorted({b.task for b in self.baselines})
@@ -78,7 +79,7 @@ class ModelResults:
     def for_task(self, task: str) -> ModelResults:
         """The same results restricted to one task."""
         ids = {b.sample_id for b in self.baselines if b.task == task}
-        return ModelResults(
+        subset = ModelResults(
             self.model,
             self.fingerprint,
             self.num_layers,
@@ -92,6 +93,8 @@ class ModelResults:
             self.pathway,
             [s for s in self.skipped if f"/{task}/" in s.sample_id or s.sample_id.endswith(f"/{task}")],
         )
+        subset.lens_problem = self.lens_problem
+        return subset
 
 
 def sample_fingerprint(sample: Sample) -> str:
@@ -125,8 +128,12 @@ def run_analyses(
     frame_cache: FrameCache | None = None,
     progress: bool = True,
     compute: bool = True,
+    skipped_before: int = 0,
 ) -> ModelResults:
-    """All analyses of `plan` for every sample, from the cache where possible (weights load only on a miss)."""
+    """All analyses of `plan` for every sample, from the cache where possible (weights load only on a miss).
+
+    `skipped_before`: samples of the dataset already left out at load time, counted in the progress bar's
+    ``skipped`` so that it agrees with the report."""
     if isinstance(model, ModelAdapter):
         model = ModelHandle.from_adapter(model)
     layers = model.num_layers
@@ -138,11 +145,13 @@ def run_analyses(
         window = parse_layer_range(layer_set, layers)
         pairs.append((condition, type(window)(window.layers, None, f"explicit:{layer_set}")))
     spec = pathway_for(model, plan) if plan.pruning else None
-    keywords = None
+    keywords, lens_problem = None, ""
     if plan.logit_lens:
-        data = load_keyword_file(plan.logit_lens)
-        keywords = resolve_keywords(model.tokenizer, data["lists"])
-    results = ModelResults(model.name, model.fingerprint(), layers, dataset)
+        try:
+            keywords = resolve_keywords(model.tokenizer, load_keyword_file(plan.logit_lens)["lists"])
+        except KeywordError as err:  # only the logit-lens claim is affected; it reports this reason
+            lens_problem = f"keywords {plan.logit_lens!r}: {err}"
+    results = ModelResults(model.name, model.fingerprint(), layers, dataset, lens_problem=lens_problem)
     if spec is not None:
         results.pathway = {
             "name": spec.name,
@@ -162,6 +171,7 @@ def run_analyses(
         base_description["family"] = model.forced_family
     bar = tqdm(samples, desc=f"{Path(model.name).name}: {dataset}", unit="sample", disable=not progress)
     for sample in bar:
+        bar.set_postfix(computed=results.computed, cached=results.cached, skipped=skipped_before + len(results.skipped))
         try:
             fingerprint = sample_fingerprint(sample)
         except OSError as err:
@@ -228,5 +238,6 @@ def run_analyses(
             results.lens_hits[sample.id] = stored["logit_lens"]["hits"]
         if "pruning" in stored:
             results.pruning.append(PruningSample(**stored["pruning"]))
-        bar.set_postfix(computed=results.computed, cached=results.cached, skipped=len(results.skipped))
+    bar.set_postfix(computed=results.computed, cached=results.cached, skipped=skipped_before + len(results.skipped))
+    bar.close()
     return results

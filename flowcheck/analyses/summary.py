@@ -33,6 +33,7 @@ def summarise(
         num_layers=results.num_layers,
         n=len(baselines),
         n_correct=sum(b.correct for b in baselines),
+        lens_problem=results.lens_problem,
     )
     if not baselines:
         return summary
@@ -60,7 +61,7 @@ def summarise(
             name: np.sum([np.asarray(h[name]).reshape(-1, results.num_layers) for h in hits], axis=0).tolist()
             for name in hits[0]
         }
-        summary.lens = summarise_hits(total, lens_bin_size(results.num_layers))
+        summary.lens = summarise_hits(total, lens_bin_size(results.num_layers), results.num_layers, samples=len(hits))
     if subset.pruning:
         summary.pruning = summarise_pruning(subset.pruning)
     return summary

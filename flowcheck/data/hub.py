@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flowcheck.data.report import DataError
@@ -17,11 +18,31 @@ from flowcheck.data.report import DataError
 Downloader = Callable[..., str]
 
 
+_CACHE_ROOT: Path | None = None
+
+
 def default_cache() -> Path:
-    """``$FLOWCHECK_DATA`` or ``~/.cache/flowcheck/data``."""
+    """Where fetched and generated datasets live: the run's ``data_dir`` option (``--flow-data-dir``,
+    ``FLOWCHECK_DATA_DIR``) while `cache_root` is active, else ``$FLOWCHECK_DATA_DIR`` or
+    ``~/.cache/flowcheck/data``."""
+    if _CACHE_ROOT is not None:
+        return _CACHE_ROOT
     import os
 
-    return Path(os.environ.get("FLOWCHECK_DATA", Path.home() / ".cache" / "flowcheck" / "data"))
+    return Path(os.environ.get("FLOWCHECK_DATA_DIR") or Path.home() / ".cache" / "flowcheck" / "data")
+
+
+@contextmanager
+def cache_root(path: Path | str | None) -> Iterator[None]:
+    """Use `path` as the data cache inside the block (None: keep the default)."""
+    global _CACHE_ROOT
+    previous = _CACHE_ROOT
+    if path is not None:
+        _CACHE_ROOT = Path(path).expanduser()
+    try:
+        yield
+    finally:
+        _CACHE_ROOT = previous
 
 
 def _hf_hub_download() -> Downloader:

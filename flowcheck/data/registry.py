@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flowcheck.data import tomato, tvbench
 from flowcheck.data.folder import available_tasks, load_tvbench_layout
+from flowcheck.data.hub import cache_root
 from flowcheck.data.report import DataError, LoadReport
 from flowcheck.data.sample import Sample
 
@@ -18,13 +19,25 @@ def load_dataset(
     root: Path | str | None = None,
     tasks: Iterable[str] | None = None,
     max_per_task: int | None = None,
+    data_dir: Path | str | None = None,
 ) -> tuple[list[Sample], LoadReport]:
     """Samples and load report of a named dataset.
 
     ``tvbench`` / ``tomato``: a local root in the hub layout, or the hub when `root` is None.
     ``folder``: any TVBench-layout folder (a user's own benchmark). ``synthetic``: the synthetic
     benchmark at `root` (TVBench layout), generated into the cache when `root` is None.
+    `data_dir` is the cache for hub downloads and the generated benchmark (default: `hub.default_cache`).
+    Raises DataError for an unknown dataset or a root that does not exist.
     """
+    if root is not None and not Path(root).expanduser().exists():
+        raise DataError(f"the {name} dataset root {root} does not exist; give an existing folder with --flow-data")
+    with cache_root(data_dir):
+        return _load(name, root, tasks, max_per_task)
+
+
+def _load(
+    name: str, root: Path | str | None, tasks: Iterable[str] | None, max_per_task: int | None
+) -> tuple[list[Sample], LoadReport]:
     tasks = list(tasks) if tasks is not None else None
     if name == "tvbench":
         return tvbench.load(root, tasks, max_per_task)

@@ -28,9 +28,14 @@ def num_layers_of(config: dict) -> int:
 class ModelHandle:
     """Lazy access to a checkpoint; `adapter` loads it on first use."""
 
-    def __init__(self, name: str, *, adapter: ModelAdapter | None = None, **options: Any) -> None:
-        self.name = name
-        base, _, family = name.partition("@")
+    def __init__(
+        self, source: str, *, adapter: ModelAdapter | None = None, name: str | None = None, **options: Any
+    ) -> None:
+        """`source`: registry name, hub id or folder (``@family`` allowed); `name`: the run's unique name for it
+        (`flowcheck.models.identity`), `source` when not given."""
+        self.name = name or source
+        self.source = source
+        base, _, family = source.partition("@")
         self.path = resolve_name(base)
         if family:
             options = {**options, "family": family}

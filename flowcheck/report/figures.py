@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # Colours of the authors' plots (official-protocol.md 12: seaborn Set1).
 SET1 = {
@@ -101,10 +102,11 @@ def plot_curves(
             ax.axhline(0, color="#888888", linewidth=1, zorder=0)
         if num_layers:
             ax.set_xlim(1, num_layers)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers, counted from 1
         if ylim:
             ax.set_ylim(*ylim)
         ax.set_title(panel.title, fontsize=11)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel + " (from 1)" if xlabel == "Layer" else xlabel)
         ax.grid(alpha=0.25)
         if panel.note:
             ax.text(0.02, 0.03, panel.note, transform=ax.transAxes, fontsize=8, color="#555555")

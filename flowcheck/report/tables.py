@@ -10,7 +10,15 @@ from tabulate import tabulate
 
 from flowcheck.claims import TaskSummary
 
-OUTCOME_LABEL = {"passed": "pass", "failed": "FAIL", "xfailed": "xfail (expected)", "skipped": "skipped"}
+OUTCOME_LABEL = {
+    "passed": "pass",
+    "failed": "FAIL",
+    "xfailed": "xfail (expected)",
+    "not evaluable": "not evaluable",
+    "skipped": "skipped",
+    "error": "ERROR",
+    "unexpectedly passed": "XPASS (strict: FAIL)",
+}
 
 
 def _paper_numbers() -> dict:
@@ -41,7 +49,7 @@ def claims_table(entries: Sequence[Mapping]) -> str:
     for e in sorted(entries, key=lambda e: (e["claim"], e["model"], e.get("dataset", ""), e["task"])):
         measured = ", ".join(f"{k}={_short(v)}" for k, v in e.get("measured", {}).items() if not isinstance(v, dict))
         limits = ", ".join(f"{k}={_short(v)}" for k, v in e.get("thresholds", {}).items())
-        note = e.get("xfail_reason", "") if e.get("outcome") == "xfailed" else ""
+        note = "registered" if e.get("outcome") in ("xfailed", "unexpectedly passed") else ""
         if not measured:
             measured = e.get("message", "")
         rows.append(
@@ -57,7 +65,7 @@ def claims_table(entries: Sequence[Mapping]) -> str:
         )
     return tabulate(
         rows,
-        headers=["claim", "model", "task", "result", "measured", "thresholds", "expected failure"],
+        headers=["claim", "model", "task", "result", "measured (layers from 1)", "thresholds", "expected failure"],
         tablefmt="github",
     )
 
@@ -79,6 +87,9 @@ def table2(summaries: Mapping[tuple[str, str], Mapping[str, TaskSummary]], paper
                 row.append("")
                 continue
             a = s.accuracy
+            if not s.n_correct or a.base <= 0:
+                row.append(f"n/a (0 of {s.n} correct)")
+                continue
             cell = f"{a.drop_points:+.1f} ({a.drop_relative:+.0f}%)"
             if task in paper:
                 cell += f" {{paper {paper[task]:+.1f}}}"
@@ -126,9 +137,10 @@ def table3(
     )
 
 
-def skipped_table(skipped: Sequence[tuple[str, str, str]], limit: int = 50) -> str:
-    rows = [list(s) for s in skipped[:limit]]
-    text = tabulate(rows, headers=["sample", "file", "reason"], tablefmt="github")
+def skipped_table(skipped: Sequence[Mapping[str, str]], limit: int = 50) -> str:
+    """One row per skipped sample (dataset, sample, file, reason, models that skipped it)."""
+    rows = [[s["dataset"], s["sample_id"], s["file"], s["reason"], s.get("models", "")] for s in skipped[:limit]]
+    text = tabulate(rows, headers=["dataset", "sample", "file", "reason", "skipped for"], tablefmt="github")
     if len(skipped) > limit:
         text += f"\n\n... and {len(skipped) - limit} more (see results.json)."
     return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections import defaultdict
@@ -13,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flowcheck import __version__
-from flowcheck.claims import TaskSummary
+from flowcheck.claims import TaskSummary, builtin, user_layer
 from flowcheck.edges import condition_families, paper_conditions
+from flowcheck.models.identity import file_stem
 from flowcheck.report.figures import (
     IMAGE_MODEL_COLOUR,
     SET1,
@@ -26,6 +28,7 @@ from flowcheck.report.figures import (
     plot_curves,
     plot_logit_lens,
 )
+from flowcheck.report.schema import SCHEMA_VERSION, ClaimEntry, validate
 from flowcheck.report.tables import claims_table, skipped_table, table2, table3
 
 
@@ -52,11 +55,11 @@ def _versions() -> dict[str, str]:
 
 
 def _label(model: str) -> str:
-    return model.rstrip("/").split("/")[-1]
+    return model  # model names are unique in a run (flowcheck.models.identity)
 
 
 def _x(centers: Sequence[int]) -> list[int]:
-    return [c + 1 for c in centers]  # the paper plots 1-indexed window centres
+    return [user_layer(c) for c in centers]  # layers counted from 1, as the paper plots window centres
 
 
 def collect_summaries(session, entries: Sequence[Mapping]) -> dict[tuple[str, str], dict[str, TaskSummary]]:
@@ -82,9 +85,9 @@ def collect_summaries(session, entries: Sequence[Mapping]) -> dict[tuple[str, st
     return out
 
 
-def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> list[tuple[str, str, str]]:
-    """Draw every figure; returns (title, file name, caption)."""
-    figures = []
+def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Draw every figure; returns (title, file name, caption) per figure and a note per figure left out (why)."""
+    figures, missing = [], []
     families = condition_families()
     labels = {name: c.label for name, c in paper_conditions().items()}
     from flowcheck.session import temporal_tasks
@@ -92,7 +95,7 @@ def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> list[tuple[s
     for (model, dataset), per_task in sorted(summaries.items()):
         tasks = temporal_tasks(dataset, [t for t in per_task if t != "all"]) or [t for t in per_task if t != "all"]
         layers = next(iter(per_task.values())).num_layers
-        stem = f"{_label(model)}-{dataset}"
+        stem = f"{file_stem(model)}-{dataset}"
         image = pairs.get(model)
         image_tasks = summaries.get((image, dataset), {}) if image else {}
         panels = []
@@ -111,7 +114,12 @@ def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> list[tuple[s
                     Series(f"{_label(image)} (image model)", _x(c.centers), c.mean, c.lo, c.hi, IMAGE_MODEL_COLOUR)
                 )
             panels.append(panel)
-        if any(p.series for p in panels):
+        if not any(p.series for p in panels):
+            missing.append(
+                f"Fig. 2 for {model} on {dataset}: no cross-frame curve (no correctly answered sample in "
+                f"{', '.join(tasks) or 'any task'})"
+            )
+        else:
             name = f"fig2-cross-frame-{stem}.png"
             plot_curves(
                 panels,
@@ -166,7 +174,9 @@ def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> list[tuple[s
                     note=f"n={a.n}",
                 )
             )
-        if panels:
+        if not panels:
+            missing.append(f"Fig. 9 for {model} on {dataset}: no answer probabilities (no correctly answered sample)")
+        else:
             name = f"fig9-answer-probability-{stem}.png"
             plot_curves(
                 panels,
@@ -186,11 +196,22 @@ def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> list[tuple[s
                 )
             )
         lens = per_task["all"].lens
-        if lens is not None and any(lens.hits.values()):
+        if per_task["all"].lens_problem:
+            missing.append(f"Fig. 4 for {model} on {dataset}: {per_task['all'].lens_problem}")
+        elif lens is None or not any(lens.hits.values()):
+            missing.append(f"Fig. 4 for {model} on {dataset}: no video position reads as a keyword at any layer")
+        else:
             bins = [f"{a + 1}-{b}" if b - a > 1 else f"{a + 1}" for a, b in lens.bins]
             name = f"fig4-logit-lens-{stem}.png"
             plot_logit_lens(
-                [LensPanel(f"{_label(model)} on {dataset}", bins, lens.frequencies, lens.mean_layer)],
+                [
+                    LensPanel(
+                        f"{_label(model)} on {dataset}",
+                        bins,
+                        lens.frequencies,
+                        {k: user_layer(v) for k, v in lens.mean_layer.items()},
+                    )
+                ],
                 run_dir / name,
                 suptitle="Fig. 4 — Keywords read from video tokens (logit lens)",
             )
@@ -201,21 +222,32 @@ def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> list[tuple[s
                     f"Normalised top-1 keyword hits per layer bin; hits {lens.hits}.",
                 )
             )
-    return figures
+    return figures, missing
 
 
-def _metadata(session, summaries, started: float, root: Path) -> dict:
+def _metadata(session, started: float, root: Path) -> dict:
     options = session.options
-    models = {}
-    for model in options.models:
+    models = []
+    for model in session.models:
+        info = {"name": model, "source": session.source(model)}
         try:
             handle = session.handle(model)
-            models[model] = {"path": handle.path, "fingerprint": handle.fingerprint(), "layers": handle.num_layers}
+            info.update(path=str(handle.path), fingerprint=handle.fingerprint(), layers=handle.num_layers)
         except Exception as err:
-            models[model] = {"error": str(err)}
-    datasets = {
-        name: session.reports[name].to_dict() if name in session.reports else {"root": root} for name in options.data
-    }
+            info["error"] = str(err)
+        models.append(info)
+    counts = session.skipped_counts()
+    datasets = []
+    for name in options.data:
+        report = session.reports.get(name)
+        datasets.append(
+            {
+                "name": name,
+                "root": report.root if report else options.data.get(name),
+                "loaded": report.loaded if report else 0,
+                "skipped": counts.get(name, 0),
+            }
+        )
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "duration_s": round(time.time() - started, 1),
@@ -232,44 +264,57 @@ def _metadata(session, summaries, started: float, root: Path) -> dict:
 
 @dataclass
 class ReportData:
-    """Everything a report shows; `results.json` is this, serialised, so a report can be re-rendered."""
+    """Everything a report shows; `results.json` is this, serialised (`flowcheck.report.schema`), so a report can
+    be re-rendered without the models."""
 
     metadata: dict
     claims: list[dict]
     summaries: dict[tuple[str, str], dict[str, TaskSummary]]
-    skipped: list[tuple[str, str, str]]
+    skipped: list[dict[str, str]]
     image_models: dict[str, str] = field(default_factory=dict)
     paper_models: dict[str, str] = field(default_factory=dict)
     video_tokens: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {
+        """The results.json object, validated against the schema (raises SchemaError on a malformed value)."""
+        data = {
+            "schema_version": SCHEMA_VERSION,
             "metadata": self.metadata,
-            "claims": self.claims,
+            "claims": [_claim_entry(e) for e in self.claims],
             "summaries": {
-                f"{m}|{d}|{t}": summary_to_dict(s) for (m, d), per in self.summaries.items() for t, s in per.items()
+                f"{m}|{d}|{t}": builtin(summary_to_dict(s))
+                for (m, d), per in self.summaries.items()
+                for t, s in per.items()
             },
-            "skipped": [{"sample_id": a, "file": b, "reason": c} for a, b, c in self.skipped],
+            "skipped": self.skipped,
             "image_models": self.image_models,
             "paper_models": self.paper_models,
             "video_tokens": self.video_tokens,
         }
+        return validate(builtin(data)).model_dump(mode="json")
 
     @classmethod
     def from_json(cls, data: dict) -> ReportData:
+        """Read a results.json object (raises SchemaError when it does not follow the schema)."""
+        record = validate(data)
         summaries: dict[tuple[str, str], dict[str, TaskSummary]] = defaultdict(dict)
-        for key, value in data["summaries"].items():
+        for key, value in record.summaries.items():
             model, dataset, task = key.rsplit("|", 2)
             summaries[(model, dataset)][task] = summary_from_dict(value, model, dataset, task)
         return cls(
-            data["metadata"],
-            data["claims"],
+            record.metadata.model_dump(mode="json"),
+            [c.model_dump(mode="json") for c in record.claims],
             dict(summaries),
-            [(s["sample_id"], s["file"], s["reason"]) for s in data.get("skipped", [])],
-            data.get("image_models", {}),
-            data.get("paper_models", {}),
-            data.get("video_tokens", {}),
+            [s.model_dump(mode="json") for s in record.skipped],
+            record.image_models,
+            record.paper_models,
+            record.video_tokens,
         )
+
+
+def _claim_entry(entry: Mapping) -> dict:
+    keys = ClaimEntry.model_fields
+    return {k: v for k, v in entry.items() if k in keys}
 
 
 def gather(session, entries: Sequence[Mapping], *, started: float, root: Path | None = None) -> ReportData:
@@ -277,18 +322,15 @@ def gather(session, entries: Sequence[Mapping], *, started: float, root: Path | 
     root = root or Path.cwd()
     summaries = collect_summaries(session, entries)
     models = {m for m, _ in summaries}
-    video_tokens, skipped = {}, []
+    video_tokens = {}
     for model, dataset in summaries:
         results = session.results(model, dataset, compute=False)
         video_tokens[model] = len(results.baselines[0].token_layout.video)
-        skipped += [(s.sample_id, s.file, s.reason) for s in results.skipped]
-    for report in session.reports.values():
-        skipped += [(s.sample_id, s.file, s.reason) for s in report.skipped]
     return ReportData(
-        metadata=_metadata(session, summaries, started, root),
+        metadata=_metadata(session, started, root),
         claims=[dict(e) for e in entries],
         summaries=summaries,
-        skipped=sorted(set(skipped)),
+        skipped=session.skipped_rows(),
         image_models={
             m: session.registry.model_setting(m, "image_model")
             for m in models
@@ -304,32 +346,66 @@ def gather(session, entries: Sequence[Mapping], *, started: float, root: Path | 
 
 
 def new_run_dir(report_dir: Path) -> Path:
+    """A fresh, not yet existing ``<report_dir>/<YYYYmmdd-HHMMSS>[.k]`` path (not created)."""
     run_dir = Path(report_dir) / time.strftime("%Y%m%d-%H%M%S")
     suffix = 1
     while run_dir.exists():
         run_dir = run_dir.with_name(f"{run_dir.name.split('.')[0]}.{suffix}")
         suffix += 1
-    run_dir.mkdir(parents=True)
     return run_dir
 
 
 def summary_line(claims: Sequence[Mapping]) -> str:
+    """``N claim checks: P passed, F failed, X expected failures[, K not evaluable][, E errors]``."""
     counts = defaultdict(int)
     for e in claims:
         counts[e.get("outcome", "unknown")] += 1
-    return (
+    line = (
         f"{len(claims)} claim checks: {counts['passed']} passed, {counts['failed']} failed, "
         f"{counts['xfailed']} expected failures"
     )
+    for outcome, label in (
+        ("not evaluable", "not evaluable"),
+        ("unexpectedly passed", "unexpectedly passed (strict expected failure)"),
+        ("error", "errors"),
+        ("skipped", "skipped"),
+    ):
+        if counts[outcome]:
+            line += f", {counts[outcome]} {label}"
+    return line
 
 
 def render(data: ReportData, run_dir: Path) -> str:
-    """Write REPORT.md, the figures and results.json into `run_dir`; returns the markdown."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Write REPORT.md, the figures and results.json into `run_dir`, all at once: they are written into a
+    staging folder that is renamed into place, so an interrupted run leaves no half-written report.
+    Returns the markdown. Raises FileExistsError when `run_dir` exists and is not empty."""
+    record = data.to_json()  # validate before anything is written
+    run_dir = Path(run_dir)
+    staging = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        text = _render_into(data, record, staging)
+        if run_dir.exists():
+            if any(run_dir.iterdir()):
+                for item in staging.iterdir():
+                    item.replace(run_dir / item.name)
+            else:
+                run_dir.rmdir()
+                staging.rename(run_dir)
+        else:
+            staging.rename(run_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return text
+
+
+def _render_into(data: ReportData, record: dict, run_dir: Path) -> str:
     meta, entries, summaries = data.metadata, data.claims, data.summaries
-    figures = _figures(data.image_models, summaries, run_dir)
+    figures, missing = _figures(data.image_models, summaries, run_dir)
     line = summary_line(entries)
     md = [f"# flowcheck report — {meta['date']}", "", f"**{line}.**", ""]
+    md += ["Layers are counted from 1 (layer 1 is the first decoder layer), as in the paper's figures and Table 3.", ""]
     md += ["## Run", "", "| | |", "|---|---|"]
     md += [
         f"| git commit | `{meta['git_commit']}` |",
@@ -338,12 +414,12 @@ def render(data: ReportData, run_dir: Path) -> str:
         f"| versions | {', '.join(f'{k} {v}' for k, v in meta['versions'].items())} |",
         f"| claims registry | {', '.join(meta['registry'])} |",
     ]
-    for model, info in meta["models"].items():
-        md.append(f"| model `{model}` | " + ", ".join(f"{k}: {v}" for k, v in info.items()) + " |")
-    for name, info in meta["datasets"].items():
+    for info in meta["models"]:
+        details = ", ".join(f"{k}: {v}" for k, v in info.items() if k != "name" and v is not None)
+        md.append(f"| model `{info['name']}` | {details} |")
+    for info in meta["datasets"]:
         md.append(
-            f"| dataset `{name}` | {info.get('loaded', '?')} samples from {info.get('root')}, "
-            f"{len(info.get('skipped', []))} skipped |"
+            f"| dataset `{info['name']}` | {info['loaded']} samples from {info['root']}, {info['skipped']} skipped |"
         )
     md += ["", "## Claims", "", claims_table(entries), ""]
     if summaries:
@@ -365,15 +441,17 @@ def render(data: ReportData, run_dir: Path) -> str:
                 table3(summaries, data.paper_models, data.video_tokens),
                 "",
             ]
-    if figures:
+    if figures or missing:
         md += ["## Figures", ""]
         for title, name, caption in figures:
             md += [f"### {title}", "", f"![{title}]({name})", "", caption, ""]
+        if missing:
+            md += ["Not drawn:", ""] + [f"- {note}" for note in missing] + [""]
     if data.skipped:
-        md += ["## Skipped samples", "", skipped_table(data.skipped), ""]
+        md += [f"## Skipped samples ({len(data.skipped)})", "", skipped_table(data.skipped), ""]
     text = "\n".join(md)
     (run_dir / "REPORT.md").write_text(text)
-    (run_dir / "results.json").write_text(json.dumps(data.to_json(), indent=1, default=str))
+    (run_dir / "results.json").write_text(json.dumps(record, indent=1))
     return text
 
 
@@ -398,6 +476,7 @@ def summary_to_dict(s: TaskSummary) -> dict:
         "accuracy": s.accuracy.to_dict() if s.accuracy else None,
         "answer_probability": s.answer.to_dict() if s.answer else None,
         "logit_lens": asdict(s.lens) if s.lens else None,
+        "lens_problem": s.lens_problem,
         "pruning": s.pruning.to_dict() if s.pruning else None,
     }
 
@@ -429,5 +508,6 @@ def summary_from_dict(d: dict, model: str, dataset: str, task: str) -> TaskSumma
         accuracy=only(AccuracyUnderKnockout, d["accuracy"]) if d.get("accuracy") else None,
         answer=only(ProbabilityCurves, d["answer_probability"]) if d.get("answer_probability") else None,
         lens=lens,
+        lens_problem=d.get("lens_problem", ""),
         pruning=only(PruningSummary, d["pruning"]) if d.get("pruning") else None,
     )

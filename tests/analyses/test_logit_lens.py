@@ -10,6 +10,7 @@ import flowcheck
 from flowcheck.analyses.logit_lens import (
     keyword_hits,
     layer_bins,
+    KeywordError,
     resolve_keywords,
     summarise_hits,
     video_top1,
@@ -55,7 +56,7 @@ def test_hits_and_mean_layers_come_out_as_constructed(adapter):
     hits = keyword_hits(top1, keywords)
     positions = len(video)
     assert hits["spatial"][keywords.token_ids["spatial"].index(red)] == [0, positions, positions, positions, 0, 0]
-    summary = summarise_hits(hits, bin_size=2)
+    summary = summarise_hits(hits, bin_size=2, num_layers=6)
     assert summary.bins == [(0, 2), (2, 4), (4, 6)]
     assert summary.mean_layer["spatial"] == pytest.approx(2.0)
     assert summary.mean_layer["temporal"] == pytest.approx(4.5)
@@ -66,7 +67,7 @@ def test_hits_and_mean_layers_come_out_as_constructed(adapter):
 
 def test_bins_do_not_overlap_and_multi_token_words_are_explicit(adapter):
     assert layer_bins(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    with pytest.raises(ValueError, match="share tokens"):
+    with pytest.raises(KeywordError, match=r"share tokens: \['red'\] in 'a' and \['red'\] in 'b'"):
         resolve_keywords(adapter.tokenizer, {"a": ["red"], "b": ["red"]})
 
     class Splitting:
@@ -78,4 +79,19 @@ def test_bins_do_not_overlap_and_multi_token_words_are_explicit(adapter):
     kw = resolve_keywords(Splitting(), {"spatial": ["cup", "x"]})
     assert kw.multi_token == ["cup"] and kw.token_ids["spatial"] == sorted([ord("c"), ord("x")])
     assert resolve_keywords(Splitting(), {"spatial": ["cup", "x"]}, multi_token="skip").token_ids == {"spatial": [120]}
-    np.testing.assert_array_equal(np.asarray(summarise_hits({"s": [[0, 0, 0]]}, 1).frequencies["s"]), [0, 0, 0])
+    np.testing.assert_array_equal(np.asarray(summarise_hits({"s": [[0, 0, 0]]}, 1, 3).frequencies["s"]), [0, 0, 0])
+
+
+def test_a_list_with_no_word_in_the_vocabulary_is_named_and_summaries_survive_empty_lists():
+    class Known:
+        unk_token_id = 0
+
+        def __call__(self, word, add_special_tokens=False):
+            return type("E", (), {"input_ids": [7] if word == "red" else [0]})()
+
+    with pytest.raises(KeywordError, match=r"'temporal'.*\(temporal: before, after\)"):
+        resolve_keywords(Known(), {"spatial": ["red"], "temporal": ["before", "after"]})
+    # a list without keyword ids used to raise StopIteration here (the number of layers came from its rows)
+    summary = summarise_hits({"spatial": [], "temporal": [[0, 2, 0]]}, 1, 3)
+    assert np.isnan(summary.mean_layer["spatial"]) and summary.mean_layer["temporal"] == 1.0
+    assert summary.frequencies["spatial"] == [0.0, 0.0, 0.0]

@@ -1,0 +1,116 @@
+"""The typed schema of a run's ``results.json`` (pydantic): written through it, read back through it.
+
+Booleans are JSON booleans (a ``"True"`` string is refused), numbers are numbers, and every layer
+index says its base: claims' measured values count layers from 1, as the paper's figures and
+Table 3 do; the per-task summaries keep the analyses' 0-based indices (``layer_index_base``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+
+SCHEMA_VERSION = 2
+OUTCOMES = ("passed", "failed", "xfailed", "not evaluable", "skipped", "error", "unexpectedly passed")
+Outcome = Literal["passed", "failed", "xfailed", "not evaluable", "skipped", "error", "unexpectedly passed"]
+Number = StrictInt | StrictFloat
+Measured = StrictBool | StrictInt | StrictFloat | StrictStr | dict[str, Number]
+
+
+class SchemaError(ValueError):
+    """A results.json that does not follow this schema (or was written by an older flowcheck)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+
+class ClaimEntry(_Strict):
+    """One claim test: its case, outcome, measured values (layers from 1) and thresholds."""
+
+    nodeid: StrictStr
+    claim: StrictStr
+    model: StrictStr
+    dataset: StrictStr
+    task: StrictStr
+    outcome: Outcome
+    evaluable: StrictBool | None = None
+    passed: StrictBool | None = None
+    measured: dict[str, Measured] = {}
+    thresholds: dict[str, Number] = {}
+    message: StrictStr = ""
+    xfail_reason: StrictStr = ""
+
+
+class SkippedEntry(_Strict):
+    """A sample left out of the run: at load time (``models`` = "all models") or by the named models."""
+
+    dataset: StrictStr
+    sample_id: StrictStr
+    file: StrictStr
+    reason: StrictStr
+    models: StrictStr = ""
+
+
+class ModelInfo(_Strict):
+    """A model of the run: its unique name, where it loads from, and its content fingerprint."""
+
+    name: StrictStr
+    source: StrictStr
+    path: StrictStr | None = None
+    fingerprint: StrictStr | None = None
+    layers: StrictInt | None = None
+    error: StrictStr | None = None
+
+
+class DatasetInfo(_Strict):
+    """A dataset of the run: where it was read from, samples loaded and samples skipped (distinct ids)."""
+
+    name: StrictStr
+    root: StrictStr | None = None
+    loaded: StrictInt = 0
+    skipped: StrictInt = 0
+
+
+class Metadata(_Strict):
+    """How and when the run was made."""
+
+    date: StrictStr
+    duration_s: Number
+    git_commit: StrictStr
+    versions: dict[str, StrictStr]
+    device: StrictStr
+    dtype: StrictStr
+    seed: StrictInt
+    models: list[ModelInfo]
+    datasets: list[DatasetInfo]
+    registry: list[StrictStr]
+
+
+class RunResults(_Strict):
+    """The whole results.json."""
+
+    schema_version: Literal[2] = SCHEMA_VERSION
+    layer_index_base: dict[str, StrictInt] = {"claims": 1, "summaries": 0}
+    metadata: Metadata
+    claims: list[ClaimEntry]
+    summaries: dict[str, dict[str, Any]]
+    skipped: list[SkippedEntry]
+    image_models: dict[str, StrictStr] = {}
+    paper_models: dict[str, StrictStr] = {}
+    video_tokens: dict[str, StrictInt] = {}
+
+
+def validate(data: dict) -> RunResults:
+    """Parse a results.json object; raises SchemaError naming the first problems."""
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        found = data.get("schema_version", "none") if isinstance(data, dict) else type(data).__name__
+        raise SchemaError(
+            f"results.json has schema version {found}, this flowcheck reads version {SCHEMA_VERSION}: "
+            "re-run the suites with this version to write it again"
+        )
+    try:
+        return RunResults.model_validate(data)
+    except ValidationError as err:
+        raise SchemaError(f"results.json does not follow the schema: {err}") from None
