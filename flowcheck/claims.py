@@ -107,11 +107,15 @@ def load_registry(extra: list[Path] | None = None) -> Registry:
         if not path.exists():
             raise RegistryError(f"claims registry file {path} does not exist")
         more = _read_toml(path)
-        unknown = set(more) - {"models", "gating"}
+        unknown = set(more) - {"models", "gating", "evidence"}
         if unknown:
             raise RegistryError(
-                f"{path}: unknown table(s) {sorted(unknown)}; a registry file has [models.*] and [gating]"
+                f"{path}: unknown table(s) {sorted(unknown)}; a registry file has [models.*], [gating] and [evidence]"
             )
+        bad = set(more.get("evidence", {})) - set(registry.evidence)
+        if bad:
+            raise RegistryError(f"{path}: unknown [evidence] key(s) {sorted(bad)}; known: {sorted(registry.evidence)}")
+        registry.evidence.update(more.get("evidence", {}))
         _merge_models(registry, more.get("models", {}), str(path))
         registry.tolerances.update(more.get("gating", {}).get("tolerances", {}))
         registry.sources.append(str(path))
@@ -121,6 +125,11 @@ def load_registry(extra: list[Path] | None = None) -> Registry:
 def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) -> None:
     for model, entry in models.items():
         target = registry.models.setdefault(model, {})
+        if "pathway" in entry:
+            raise RegistryError(
+                f"{source}: [models.{model!r}] pathway (0-based layers) is now pathway_layers, with layers counted "
+                "from 1 as in the paper's Table 3: add 1 to each bound"
+            )
         for key, value in entry.items():
             if key in ("thresholds", "xfail"):
                 for claim in value:
@@ -199,8 +208,9 @@ def builtin(value: Any) -> Any:
 
 def _fmt(value: Any) -> Any:
     value = builtin(value)
-    if isinstance(value, float):
-        return round(value, 3)
+    if isinstance(value, float) and math.isfinite(value):
+        # 3 decimals, but never round a small value (a p-value of 2e-4) to 0: keep 3 significant digits
+        return round(value, 3) if abs(value) >= 0.01 or value == 0 else float(f"{value:.3g}")
     return value
 
 

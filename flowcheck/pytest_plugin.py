@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -88,9 +89,12 @@ def flow_options(config: pytest.Config):
 
         cli = {spec.name: getattr(config.option, f"flow_{spec.name}", None) for spec in OPTIONS}
         try:
-            config._flowcheck_options = resolve_for(Path(config.rootpath), cli)
+            options = resolve_for(Path(config.rootpath), cli)
         except OptionError as err:
-            raise pytest.UsageError(f"flowcheck: {err}") from None
+            _usage_error(f"flowcheck: {err}")
+        if not options.models:
+            _usage_error("flowcheck: no model given; name one with --flow-model (e.g. --flow-model tiny-video-ft)")
+        config._flowcheck_options = options
     return config._flowcheck_options
 
 
@@ -107,7 +111,7 @@ def flow_session(config: pytest.Config):
             registry = load_registry(extra)
             session = FlowSession(options, registry)
         except (RegistryError, ModelNameError) as err:
-            raise pytest.UsageError(f"flowcheck: {err}") from None
+            _usage_error(f"flowcheck: {err}")
         _validate(session)
         config._flowcheck_session = session
     return config._flowcheck_session
@@ -118,16 +122,30 @@ def _validate(session) -> None:
     from flowcheck.data.report import DataError
     from flowcheck.models.base import AdapterError
 
+    from flowcheck.models.registry import adapter_class
+
     for model in session.models:
         try:
-            session.handle(model)
+            handle = session.handle(model)
+            adapter_class(handle.config, handle.forced_family, handle.path)
         except AdapterError as err:
-            raise pytest.UsageError(f"flowcheck: --flow-model {session.source(model)}: {err}") from None
+            _usage_error(f"flowcheck: --flow-model {session.source(model)}: {err}")
     for dataset in session.options.data:
         try:
             session.dataset(dataset)
         except DataError as err:
-            raise pytest.UsageError(f"flowcheck: --flow-data {dataset}: {err}") from None
+            _usage_error(f"flowcheck: --flow-data {dataset}: {err}")
+
+
+def _usage_error(message: str) -> NoReturn:
+    """A usage error: pytest prints ``ERROR: <message>`` once, without a traceback, and exits with code 4."""
+    raise pytest.UsageError(message)
+
+
+def check_run(config: pytest.Config) -> None:
+    """Resolve the options, the models' names and configs and the datasets before any test is collected (called
+    from the suites' ``pytest_sessionstart``), so that a usage error is reported once, without a traceback."""
+    flow_session(config)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -15,6 +15,7 @@ from flowcheck.claims import (
     ClaimResult,
     NotEvaluable,
     Registry,
+    RegistryError,
     TaskSummary,
     evaluate,
     evaluate_video_vs_image,
@@ -53,6 +54,26 @@ def temporal_tasks(dataset: str, tasks: list[str]) -> list[str]:
 
         return [t for t in tasks if t in PAPER_TASKS]
     return list(tasks)
+
+
+def registry_pathway(spec: dict, num_layers: int, model: str) -> dict[str, tuple[int, int]]:
+    """A registry's ``pathway_layers`` (``route = [first, last]``, layers counted from 1, inclusive) as the 0-based
+    inclusive ranges of `PathwaySpec`. Raises RegistryError on a missing route or a range outside 1..num_layers."""
+    routes = ("cross_frame", "video_to_question", "question_to_last")
+    missing = [r for r in routes if r not in spec]
+    if missing or set(spec) - set(routes):
+        raise RegistryError(
+            f"[models.{model!r}] pathway_layers needs exactly {', '.join(routes)} (got {', '.join(spec)})"
+        )
+    out = {}
+    for route in routes:
+        first, last = spec[route]
+        if not 1 <= first <= last <= num_layers:
+            raise RegistryError(
+                f"[models.{model!r}] pathway_layers.{route} = [{first}, {last}]: layers count from 1 to {num_layers}"
+            )
+        out[route] = (first - 1, last - 1)
+    return out
 
 
 def _skip_row(dataset: str, skipped, models: str) -> dict[str, str]:
@@ -145,9 +166,13 @@ class FlowSession:
         return self._handles[model]
 
     def pathway(self, model: str, num_layers: int) -> PathwaySpec | None:
-        spec = self.registry.model_setting(model, "pathway")
+        """The model's effective-pathway spec: the registry's ``pathway_layers`` (layers from 1, inclusive), else the
+        paper's spec of its ``paper_model``, else None (the runner scales the paper's 7B spec)."""
+        spec = self.registry.model_setting(model, "pathway_layers")
         if spec:
-            return PathwaySpec.from_dict({"num_layers": num_layers, **spec}, name=f"{model} (registry)")
+            return PathwaySpec.from_dict(
+                {"num_layers": num_layers, **registry_pathway(spec, num_layers, model)}, name=f"{model} (registry)"
+            )
         paper = self.registry.model_setting(model, "paper_model")
         return paper_pathways().get(paper) if paper else None
 

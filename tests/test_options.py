@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from flowcheck.options import OPTIONS, OptionError, read_pyproject, resolve
+import flowcheck
+from flowcheck.options import INTERNAL_ENV, OPTIONS, OptionError, read_pyproject, resolve
 
 
 def test_command_line_beats_pyproject_beats_environment_beats_default():
@@ -58,3 +60,35 @@ def test_pyproject_table_is_read_and_unknown_keys_are_refused(tmp_path: Path):
 
 def test_every_option_has_distinct_names():
     assert len({o.flag for o in OPTIONS}) == len({o.env for o in OPTIONS}) == len(OPTIONS)
+    assert len({o.key for o in OPTIONS}) == len({o.name for o in OPTIONS}) == len(OPTIONS)
+
+
+def test_each_environment_variable_and_ini_key_means_one_thing():
+    """FLOWCHECK_DATA was both the dataset list and the data cache folder (FLOWCHECK_DATA=synthetic generated the
+    benchmark into ./synthetic/). Every FLOWCHECK_* name the package reads must be one option's, or internal."""
+    package = Path(flowcheck.__file__).parent
+    declared = {o.env for o in OPTIONS}
+    used: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        for name in re.findall(r"FLOWCHECK_[A-Z_]+", path.read_text()):
+            used.setdefault(name, set()).add(str(path.relative_to(package)))
+    undeclared = {n: files for n, files in used.items() if n not in declared and n not in INTERNAL_ENV}
+    assert not undeclared, f"environment variables read outside the OPTIONS table: {undeclared}"
+    # the data-cache folder is its own option, and the dataset list does not touch it
+    opts = resolve({}, {}, {"FLOWCHECK_DATA": "synthetic", "FLOWCHECK_DATA_DIR": "/d/cache"})
+    assert opts.data == {"synthetic": None} and opts.data_dir == Path("/d/cache")
+    assert resolve({}, {}, {}).data_dir == Path.home() / ".cache" / "flowcheck" / "data"
+
+
+def test_the_data_dir_option_is_where_the_synthetic_benchmark_is_generated(tmp_path: Path):
+    from flowcheck.data.hub import cache_root, default_cache
+
+    with cache_root(tmp_path / "cache"):
+        assert default_cache() == tmp_path / "cache"
+    assert default_cache() != tmp_path / "cache"
+
+
+def test_model_aliases_parse_from_every_source():
+    opts = resolve({"models": ["base=/ckpt/a", "new=/ckpt/b"]}, {}, {})
+    assert opts.models == ["base=/ckpt/a", "new=/ckpt/b"]
+    assert resolve({}, {}, {"FLOWCHECK_MODELS": "x=/a,y=/b"}).models == ["x=/a", "y=/b"]

@@ -38,12 +38,17 @@ def project(pytester, assets):
         shutil.copy(path, pytester.path / path.name)
     model, bench = assets
 
+    evidence = pytester.path / "evidence.toml"
+    evidence.write_text("[evidence]\nmin_samples = 2  # 4 samples per task here\n")
+
     def run(*args, cache="cache", reports="reports"):
         base = [
+            "--flow-claims",
+            str(evidence),
             "-p",
             "no:cacheprovider",
             "--flow-model",
-            str(model),
+            f"tiny-model={model}",
             "--flow-data",
             f"synthetic={bench}",
             "--flow-cache",
@@ -66,7 +71,7 @@ def test_a_run_writes_the_report_with_the_claims_table_and_figures(project, pyte
     summary = pytester.path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     result = project("test_knockout_route.py", "test_pruning.py", "test_answer_readiness.py", "test_logit_lens.py")
-    result.stdout.fnmatch_lines(["*flowcheck: * claim checks: * passed, * failed, * expected failures -> *REPORT.md"])
+    result.stdout.fnmatch_lines(["*flowcheck: * claim checks: * passed, * failed, * expected failures*-> *REPORT.md"])
     (run,) = list((pytester.path / "reports").iterdir())
     report = (run / "REPORT.md").read_text()
     for section in ("## Claims", "## Table 2", "## Table 3", "## Figures", "route_video_to_question", "tiny-model"):
@@ -97,7 +102,7 @@ def test_impossible_thresholds_fail_with_the_measured_values(project, pytester, 
     )
     bad = pytester.path / "bad.toml"
     bad.write_text(f"[models.'{model}'.thresholds.route_no_direct_video_to_last]\nmax_abs = 1\n")
-    project("test_knockout_route.py", "--flow-claims", str(bad)).stdout.fnmatch_lines(["*unknown threshold*max_abs*"])
+    project("test_knockout_route.py", "--flow-claims", str(bad)).stderr.fnmatch_lines(["*unknown threshold*max_abs*"])
 
 
 def test_parallel_run_matches_serial_and_writes_one_report(project, pytester):
@@ -136,7 +141,9 @@ def test_gating_snapshot_passes_within_tolerance_and_fails_on_drift(project, pyt
     unrecorded = project("test_gating.py", "-rs")
     unrecorded.assert_outcomes(skipped=1)
     unrecorded.stdout.fnmatch_lines(["*no recorded baseline*--snapshot-update*"])
-    project("test_gating.py", "--flow-baseline", "never-recorded").assert_outcomes(failed=1)
+    never = project("test_gating.py", "--flow-baseline", "never-recorded", "-rs")
+    never.assert_outcomes(skipped=1)
+    never.stdout.fnmatch_lines(["*no recorded baseline named 'never-recorded'*--flow-model never-recorded=*"])
     record = project("test_gating.py", "--snapshot-update")
     record.assert_outcomes(passed=1)
     (snapshot,) = list((pytester.path / "__snapshots__").rglob("*.json"))
@@ -161,8 +168,114 @@ def test_bad_models_and_datasets_stop_the_run_with_the_reason(pytester, assets):
     result = pytester.runpytest_subprocess(
         "--flow-model", str(pytester.path / "nowhere"), "--flow-data", f"synthetic={bench}", "test_pruning.py"
     )
-    result.stdout.fnmatch_lines(["*--flow-model*nowhere*no checkpoint folder*"])
+    result.stderr.fnmatch_lines(["ERROR: flowcheck: --flow-model*nowhere*no checkpoint folder*"])
     result = pytester.runpytest_subprocess(
         "--flow-model", str(model), "--flow-data", "tvbench=/no/such/root", "test_pruning.py"
     )
-    result.stdout.fnmatch_lines(["*--flow-data tvbench*does not exist*FunAILab/TVBench*"])
+    result.stderr.fnmatch_lines(["ERROR: flowcheck: --flow-data tvbench*does not exist*FunAILab/TVBench*"])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--flow-dtype", "int8"], "--flow-dtype: unknown dtype 'int8'"),
+        (["--flow-data", "folder=/no/such/folder"], "--flow-data folder: *does not exist"),
+        (["--flow-model", "a=/x", "--flow-model", "a=/y"], "two models are both named 'a'*"),
+    ],
+)
+def test_a_usage_error_is_reported_once_before_any_test_without_a_traceback(pytester, assets, workers, args, message):
+    for path in SUITES.glob("*.py"):
+        shutil.copy(path, pytester.path / path.name)
+    model, bench = assets
+    base = ["-p", "no:cacheprovider", "--flow-model", str(model), "--flow-data", f"synthetic={bench}"]
+    result = pytester.runpytest_subprocess(*base, *args, *workers)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR: flowcheck:")]
+    assert len(errors) == 1, result.stderr.str()
+    result.stderr.fnmatch_lines([f"ERROR: flowcheck: {message}*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_two_checkpoints_with_the_same_folder_name_get_distinct_test_ids_and_baselines(project, pytester, assets):
+    model, _ = assets
+    for run in ("runA", "runB"):
+        shutil.copytree(model, pytester.path / run / "checkpoint-500")
+    result = project(
+        "--collect-only",
+        "-q",
+        "test_gating.py",
+        "--flow-model",
+        str(pytester.path / "runA" / "checkpoint-500"),
+        "--flow-model",
+        str(pytester.path / "runB" / "checkpoint-500"),
+    )
+    ids = sorted(line.split("[", 1)[1] for line in result.stdout.lines if "test_gate[" in line)
+    assert len(ids) == 3 and ids[0].startswith("runA/checkpoint-500-") and ids[1].startswith("runB/checkpoint-500-")
+    assert ids[0] != ids[1] and ids[2] == "tiny-model]"
+    aliased = project("--collect-only", "-q", "test_gating.py", "--flow-model", f"baseline={model}")
+    assert any("test_gate[baseline]" in line for line in aliased.stdout.lines)
+
+
+def test_an_exception_in_a_claim_is_an_error_even_where_a_failure_is_expected(project, pytester, assets):
+    """A strict expected failure absorbs only ClaimNotHeld: a crash (here a ZeroDivisionError put into one
+    evaluator) is an error, and the report is still written with it."""
+    model, _ = assets
+    (pytester.path / "conftest.py").write_text(
+        "from flowcheck import claims\nclaims.EVALUATORS['route_last_to_last_flat'] = lambda spec, summary, t: 1 / 0\n"
+    )
+    registry = pytester.path / "expected.toml"
+    registry.write_text(
+        f"[models.'{model}'.thresholds.route_no_direct_video_to_last]\nmax_abs_change_pct = -1.0\n"
+        f"[models.'{model}'.xfail]\n"
+        "route_no_direct_video_to_last = 'measured: the threshold cannot be met'\n"
+        "route_last_to_last_flat = 'an expected failure must not absorb a crash'\n"
+    )
+    result = project("test_knockout_route.py", "-k", "no_direct or last_to_last", "--flow-claims", str(registry))
+    result.assert_outcomes(failed=2, xfailed=2)
+    outcomes = claim_outcomes(pytester.path / "reports")
+    assert {o for (o, _) in outcomes.values()} == {"error", "xfailed"}
+    assert all(o == "error" for k, (o, _) in outcomes.items() if "last_to_last" in k)
+    (run,) = list((pytester.path / "reports").iterdir())
+    record = json.loads((run / "results.json").read_text())
+    assert any("ZeroDivisionError" in c["message"] for c in record["claims"] if c["outcome"] == "error")
+
+
+def test_a_keyword_problem_makes_only_the_logit_lens_claim_not_evaluable(project, pytester, assets):
+    model, _ = assets
+    keywords = pytester.path / "keywords.json"
+    keywords.write_text(json.dumps({"lists": {"spatial": ["zzqqxx", "qqzzyy"], "temporal": ["left", "right"]}}))
+    registry = pytester.path / "kw.toml"
+    registry.write_text(f"[models.'{model}']\nkeywords = '{keywords}'\n")
+    result = project(
+        "test_logit_lens.py",
+        "test_knockout_route.py",
+        "-k",
+        "lens or video_to_question",
+        "-rs",
+        "--flow-claims",
+        str(registry),
+    )
+    result.stdout.fnmatch_lines(["*not evaluable*'spatial'*zzqqxx*"])
+    outcomes = claim_outcomes(pytester.path / "reports")
+    assert outcomes["test_logit_lens_temporal_concepts_late[tiny-model-all]"][0] == "not evaluable"
+    others = {o for k, (o, _) in outcomes.items() if "video_to_question" in k}
+    assert others and others <= {"passed", "failed"}
+    (run,) = list((pytester.path / "reports").iterdir())
+    report = (run / "REPORT.md").read_text()
+    assert "not evaluable" in report and "Fig. 4 for tiny-model" in report and "zzqqxx" in report
+
+
+def test_the_skipped_count_agrees_everywhere(project, pytester, assets):
+    _, bench = assets
+    copy = pytester.path / "bench"
+    shutil.copytree(bench, copy)
+    broken = sorted((copy / "video").rglob("*.mp4"))[0]
+    broken.write_bytes(b"not a video")
+    result = project("test_knockout_route.py", "-k", "video_to_question", "--flow-data", f"synthetic={copy}")
+    result.stdout.fnmatch_lines(["flowcheck: synthetic: 1 of 8 samples skipped*"])
+    (run,) = list((pytester.path / "reports").iterdir())
+    report = (run / "REPORT.md").read_text()
+    assert ", 1 skipped |" in report and "## Skipped samples (1)" in report and broken.name in report
+    record = json.loads((run / "results.json").read_text())
+    assert record["metadata"]["datasets"][0]["skipped"] == len(record["skipped"]) == 1

@@ -30,7 +30,13 @@ def load_dataset(
     Raises DataError for an unknown dataset or a root that does not exist.
     """
     if root is not None and not Path(root).expanduser().exists():
-        raise DataError(f"the {name} dataset root {root} does not exist; give an existing folder with --flow-data")
+        hub = {"tvbench": tvbench.HUB_ID, "tomato": tomato.HUB_ID}.get(name)
+        hint = (
+            f"give a local copy in the layout of the hub dataset {hub}, or omit the path to download it into the cache"
+            if hub
+            else "give an existing folder in the TVBench layout (json/<task>.json, video/<task>/...)"
+        )
+        raise DataError(f"the {name} dataset root {root} does not exist; {hint}")
     with cache_root(data_dir):
         return _load(name, root, tasks, max_per_task)
 

@@ -24,6 +24,9 @@ FAMILY_MODULES: list[str] = [
 
 _FAMILIES: dict[str, type[ModelAdapter]] = {}
 
+# config.json keys that describe a vision part (transformers' VLM configs, LLaVA/PLLaVA, InternVL-chat, VideoLLaMA3).
+VISION_KEYS = ("vision_config", "vision_tower", "mm_vision_tower", "vision_encoder", "vision_encoder_config")
+
 
 def register(cls: type[ModelAdapter]) -> type[ModelAdapter]:
     """Class decorator: make an adapter known by its `family` and `model_types`."""
@@ -46,6 +49,12 @@ def adapter_for_model_type(model_type: str, config: dict | None = None) -> type[
         if model_type in cls.model_types and cls.accepts(config or {}):
             return cls
     supported = ", ".join(f"{name} ({', '.join(cls.model_types)})" for name, cls in sorted(families().items()))
+    if config is not None and not any(key in config for key in VISION_KEYS):
+        raise AdapterError(
+            f"model_type {model_type!r} is a text-only model (its config.json has no vision part: none of "
+            f"{', '.join(VISION_KEYS)}); flowcheck analyses video LLMs. Supported families (config model_type): "
+            f"{supported}."
+        )
     raise AdapterError(
         f"no flowcheck adapter for model_type {model_type!r}. Supported families (config model_type): "
         f"{supported or 'none registered'}. A new family needs an adapter in flowcheck/models/."

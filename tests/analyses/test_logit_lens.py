@@ -8,9 +8,9 @@ from tiny_checkpoint import save_tiny_checkpoint, synthetic_sample
 
 import flowcheck
 from flowcheck.analyses.logit_lens import (
+    KeywordError,
     keyword_hits,
     layer_bins,
-    KeywordError,
     resolve_keywords,
     summarise_hits,
     video_top1,

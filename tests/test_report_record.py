@@ -1,0 +1,90 @@
+"""results.json is typed; a report folder appears complete or not at all; no table cell shows nan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowcheck.analyses.accuracy import AccuracyUnderKnockout
+from flowcheck.analyses.curves import Curve
+from flowcheck.claims import TaskSummary
+from flowcheck.report import writer
+from flowcheck.report.schema import SchemaError
+from flowcheck.report.tables import table2
+from flowcheck.report.writer import ReportData, new_run_dir, render
+
+METADATA = {
+    "date": "2026-11-30 12:00:00",
+    "duration_s": 1.5,
+    "git_commit": "abc1234",
+    "versions": {"flowcheck": "0.1.0"},
+    "device": "cpu",
+    "dtype": "float32",
+    "seed": 0,
+    "models": [{"name": "m", "source": "/ckpt/m", "fingerprint": "f00d", "layers": 8}],
+    "datasets": [{"name": "d", "root": "/data", "loaded": 20, "skipped": 1}],
+    "registry": ["flowcheck/specs/claims.toml"],
+}
+CLAIM = {
+    "nodeid": "suites/test_x.py::test_x[m-t]",
+    "claim": "cross_frame_early",
+    "model": "m",
+    "dataset": "d",
+    "task": "t",
+    "outcome": "passed",
+    "evaluable": True,
+    "passed": True,
+    "measured": {"minimum_pct": -30.0, "at_layer": 4},
+    "thresholds": {"min_change_pct": -5.0},
+    "message": "holds",
+}
+
+
+def data(claims=None, summaries=None) -> ReportData:
+    curve = Curve("cross_frame", list(range(8)), [0, -1, -2, -30, -3, 0, 0, 0], [0] * 8, [0] * 8, 20)
+    per_task = {"t": TaskSummary("m", "d", "t", 8, 20, 20, curves={"cross_frame": curve})}
+    per_task["all"] = TaskSummary("m", "d", "all", 8, 20, 20)
+    skipped = [{"dataset": "d", "sample_id": "d/t/x", "file": "x.mp4", "reason": "corrupt", "models": "all models"}]
+    return ReportData(dict(METADATA), claims or [dict(CLAIM)], summaries or {("m", "d"): per_task}, skipped)
+
+
+def test_results_json_round_trips_with_json_booleans(tmp_path: Path):
+    render(data(), tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["claims"][0]["passed"] is True and record["schema_version"] == 2
+    assert record["layer_index_base"] == {"claims": 1, "summaries": 0}
+    again = ReportData.from_json(record)
+    assert again.claims[0]["measured"]["at_layer"] == 4 and again.skipped[0]["reason"] == "corrupt"
+
+
+@pytest.mark.parametrize(("field", "value"), [("passed", "True"), ("outcome", "sort of"), ("measured", {"x": [1, 2]})])
+def test_a_malformed_value_is_refused_before_anything_is_written(tmp_path: Path, field, value):
+    bad = {**CLAIM, field: value}
+    with pytest.raises(SchemaError):
+        render(data(claims=[bad]), tmp_path / "run")
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_old_or_foreign_results_json_gets_a_clear_error():
+    with pytest.raises(SchemaError, match=r"schema version none.*re-run"):
+        ReportData.from_json({"metadata": {}, "claims": []})
+
+
+def test_an_interrupted_render_leaves_no_report_folder(tmp_path: Path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "plot_curves", broken)
+    run_dir = new_run_dir(tmp_path / "reports")
+    with pytest.raises(KeyboardInterrupt):
+        render(data(), run_dir)
+    assert not run_dir.exists() and not list((tmp_path / "reports").iterdir())
+
+
+def test_table2_never_shows_nan():
+    zero = AccuracyUnderKnockout("cross_frame", [0, 1, 2, 3], 12, 0.0, 0.0, 0.0)
+    summaries = {("m", "d"): {"t": TaskSummary("m", "d", "t", 8, 12, 0, accuracy=zero)}}
+    text = table2(summaries, {})
+    assert "nan" not in text and "n/a (0 of 12 correct)" in text
