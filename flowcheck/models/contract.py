@@ -49,7 +49,9 @@ from flowcheck.engine import LMInputs, condition_knockout, knockout, last_logits
 from flowcheck.engine.scoring import no_padding
 from flowcheck.layout import Span
 from flowcheck.models.base import EncodedSample, ModelAdapter
+from flowcheck.models.handle import ModelHandle
 from flowcheck.models.hf_native import _runs
+from flowcheck.models.registry import adapter_class
 
 CHECKS = ("video_span", "text_spans", "decoder_inputs", "option_letters", "local_knockout", "fast_engine")
 VERDICTS = ("pass", "fail", "skip")
@@ -479,35 +481,46 @@ def sample_digest(sample: Sample, frames: Any) -> str:
     return hashlib.sha256((json.dumps(annotation) + frames_digest(frames)).encode()).hexdigest()[:24]
 
 
-def verification_key(adapter: ModelAdapter, sample: Sample, frames: Any) -> str:
-    """The result-cache key of a verification: model fingerprint, family, dtype, device, sample, checks and
-    flowcheck version (`cache_key` adds the version)."""
-    return cache_key(
-        {
-            "model": adapter.fingerprint(),
-            "family": adapter.family,
-            "dtype": _dtype_name(adapter),
-            "device": adapter.device.type,
-            "frames": adapter.num_frames,
-            "sample": sample_digest(sample, frames),
-            "checks": list(CHECKS),
-        }
+def model_identity(model: ModelAdapter | ModelHandle) -> dict[str, Any]:
+    """What a verification depends on besides the sample: checkpoint fingerprint, adapter family, dtype,
+    device type and frames per video. A `ModelHandle` gives it without loading weights."""
+    if isinstance(model, ModelHandle):
+        family = model.forced_family or adapter_class(model.config, None, model.path).family
+        device = torch.device(model.options.get("device") or "cpu").type
+        return dict(model=model.fingerprint(), family=family, dtype=model.dtype, device=device, frames=model.num_frames)
+    return dict(
+        model=model.fingerprint(),
+        family=model.family,
+        dtype=_dtype_name(model),
+        device=model.device.type,
+        frames=model.num_frames,
     )
 
 
-def verify(adapter: ModelAdapter, sample: Sample, frames: Any, cache: ResultCache | None = None) -> Verification:
-    """Run every contract check (`CHECKS`) of `adapter` on one sample whose frames ([T, H, W, 3] uint8) are decoded.
+def verification_key(model: ModelAdapter | ModelHandle, sample: Sample, frames: Any) -> str:
+    """The result-cache key of a verification: `model_identity`, the sample's content (`sample_digest`), the
+    check names and the flowcheck version (`cache_key` adds it)."""
+    return cache_key({**model_identity(model), "sample": sample_digest(sample, frames), "checks": list(CHECKS)})
 
-    With `cache`, a verification of the same checkpoint, sample, dtype, device and flowcheck
-    version is read from it (kind ``verify``; `Verification.cached` is then True) and a new one is
-    stored. Never raises for a failing check: read `Verification.ok` / `failed`. Raises what
-    `adapter.encode` raises when the sample cannot be encoded at all (`AdapterError`).
+
+def verify(
+    model: ModelAdapter | ModelHandle, sample: Sample, frames: Any, cache: ResultCache | None = None
+) -> Verification:
+    """Run every contract check (`CHECKS`) of a model on one sample whose frames ([T, H, W, 3] uint8) are decoded.
+
+    `model` is a loaded adapter or a `ModelHandle` (whose weights then load only when the result
+    is not in `cache`). With `cache`, a verification of the same checkpoint, family, dtype,
+    device, sample and flowcheck version is read from it (kind ``verify``; `Verification.cached`
+    is then True) and a new one is stored. Never raises for a failing check: read
+    `Verification.ok` / `failed`. Raises what loading or `adapter.encode` raises when the model
+    cannot be loaded or the sample not encoded at all (`AdapterError`).
     """
-    key = verification_key(adapter, sample, frames) if cache is not None else ""
+    key = verification_key(model, sample, frames) if cache is not None else ""
     if cache is not None:
         stored = cache.get(CACHE_KIND, key)
         if stored is not None:
             return dataclasses.replace(Verification.from_json(stored), cached=True)
+    adapter = model.adapter if isinstance(model, ModelHandle) else model
     tol = tolerances(adapter.dtype)
     enc, model_inputs = encode_recording(adapter, sample, frames)
     checks = (
@@ -519,7 +532,7 @@ def verify(adapter: ModelAdapter, sample: Sample, frames: Any, cache: ResultCach
         check_fast_engine(adapter, enc, tol["probs"]),
     )
     result = Verification(
-        model=adapter.name,
+        model=model.name,
         family=adapter.family,
         fingerprint=adapter.fingerprint(),
         sample_id=sample.id,
