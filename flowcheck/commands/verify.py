@@ -45,28 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the verification as JSON")
 
 
-def pick_sample(samples: list, task: str | None, sample_id: str | None):
-    """The requested sample, else the first sample (by id) of `task` or of the first task."""
-    if sample_id is not None:
-        for sample in samples:
-            if sample.id == sample_id:
-                return sample
-        raise LookupError(f"no sample {sample_id!r} in the dataset (e.g. {', '.join(s.id for s in samples[:3])})")
-    tasks = sorted({s.task for s in samples})
-    if not tasks:
-        raise LookupError("the dataset has no samples")
-    chosen = task or tasks[0]
-    in_task = sorted((s for s in samples if s.task == chosen), key=lambda s: s.id)
-    if not in_task:
-        raise LookupError(f"no sample of task {chosen!r}; tasks: {', '.join(tasks)}")
-    return in_task[0]
-
-
 def run(args: argparse.Namespace) -> int:
     from flowcheck.cache import ResultCache
     from flowcheck.data.frames import FrameCache, FrameRequest
     from flowcheck.data.registry import load_dataset
-    from flowcheck.models.contract import verify
+    from flowcheck.models.contract import choose_sample, verify
     from flowcheck.models.handle import ModelHandle
 
     if len(args.data) != 1:
@@ -75,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     ((dataset, root),) = args.data.items()
     try:
         samples, _ = load_dataset(dataset, root, [args.task] if args.task else None)
-        sample = pick_sample(samples, args.task, args.sample_id)
+        sample = choose_sample(samples, args.task, args.sample_id)
         frames = FrameCache(max_items=1).get(FrameRequest.of(sample, args.frames))
         model = ModelHandle(
             args.model,

@@ -503,6 +503,25 @@ def verification_key(model: ModelAdapter | ModelHandle, sample: Sample, frames: 
     return cache_key({**model_identity(model), "sample": sample_digest(sample, frames), "checks": list(CHECKS)})
 
 
+def choose_sample(samples: Sequence[Sample], task: str | None = None, sample_id: str | None = None) -> Sample:
+    """The sample a verification runs on: `sample_id`, else the first sample (by id) of `task` or of the first task
+    (sorted by name), so `flowcheck verify` and the suites' session-start check pick the same one and share
+    the cached result. Raises `LookupError` naming what exists."""
+    if sample_id is not None:
+        for sample in samples:
+            if sample.id == sample_id:
+                return sample
+        raise LookupError(f"no sample {sample_id!r} in the dataset (e.g. {', '.join(s.id for s in samples[:3])})")
+    tasks = sorted({s.task for s in samples})
+    if not tasks:
+        raise LookupError("the dataset has no samples")
+    chosen = task or tasks[0]
+    in_task = sorted((s for s in samples if s.task == chosen), key=lambda s: s.id)
+    if not in_task:
+        raise LookupError(f"no sample of task {chosen!r}; tasks: {', '.join(tasks)}")
+    return in_task[0]
+
+
 def verify(
     model: ModelAdapter | ModelHandle, sample: Sample, frames: Any, cache: ResultCache | None = None
 ) -> Verification:
