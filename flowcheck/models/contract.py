@@ -457,13 +457,12 @@ def encode_recording(adapter: ModelAdapter, sample: Sample, frames: Any) -> tupl
 def frames_digest(frames: Any) -> str:
     """A digest of decoded frames: an array's dtype, shape and bytes, or each array field of a frames object."""
     digest = hashlib.sha256()
-    parts = (
-        [("frames", frames)]
-        if isinstance(frames, np.ndarray)
-        else sorted(dataclasses.asdict(frames).items())
-        if dataclasses.is_dataclass(frames)
-        else sorted(vars(frames).items())
-    )
+    if dataclasses.is_dataclass(frames) and not isinstance(frames, type):
+        parts = sorted(dataclasses.asdict(frames).items())
+    elif hasattr(frames, "__dict__") and not isinstance(frames, (np.ndarray, torch.Tensor)):
+        parts = sorted(vars(frames).items())
+    else:  # an array, a tensor or a list of frames
+        parts = [("frames", frames if isinstance(frames, torch.Tensor) else np.asarray(frames))]
     for name, value in parts:
         digest.update(name.encode())
         if isinstance(value, (np.ndarray, torch.Tensor)):

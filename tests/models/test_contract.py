@@ -77,6 +77,16 @@ def test_verify_command_on_a_built_qwen25_checkpoint(qwen, bench, tmp_path, caps
     assert "Qwen2_5_VLForConditionalGeneration forward" in result.check("decoder_inputs").detail
 
 
+def test_verify_command_exits_1_with_a_verdict_line_when_a_check_fails(bench, capsys, monkeypatch):
+    from flowcheck.models.llava_next_video import LlavaNextVideoAdapter
+
+    monkeypatch.setattr(LlavaNextVideoAdapter, "answer_prefix", "Best option:")  # letters for another prefix
+    assert main(["verify", "tiny-video-ft", "--flow-data", f"folder={bench}", "--no-cache"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  option_letters" in out and "PASS  video_span" in out
+    assert out.rstrip().endswith("contract FAILED: option_letters")
+
+
 def test_verify_command_exits_2_on_unknown_sample(bench, capsys):
     assert main(["verify", "tiny-video-ft", "--flow-data", f"folder={bench}", "--sample", "nope", "--no-cache"]) == 2
     assert "no sample 'nope'" in capsys.readouterr().err
