@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("flowcheck.commands.report", "re-render a report from a run's results.json"),
     "merge": ("flowcheck.commands.merge", "combine result caches (e.g. of shards)"),
     "models": ("flowcheck.commands.models", "supported model families and known checkpoints"),
+    "verify": ("flowcheck.commands.verify", "check a model adapter's contract on a real checkpoint (one sample)"),
 }
 
 

@@ -491,45 +491,38 @@ def save_smolvlm(folder: Path, layers: int = 4) -> Path:
 
 
 def spliced_last_logits(adapter, enc) -> torch.Tensor:
-    """The last position's logits of an encoded sample through the adapter's decoder path."""
-    mask = torch.ones(1, enc.inputs.n, dtype=torch.long)
-    with torch.no_grad():
-        hidden = adapter.decoder.module(**enc.inputs.kwargs(), attention_mask=mask).last_hidden_state
-        return adapter.decoder.lm_head(hidden[0, -1])
+    """The last position's logits of an encoded sample through the adapter's decoder path (the engine's)."""
+    from flowcheck.engine import last_logits
+
+    return last_logits(adapter.decoder, enc.inputs)[0]
 
 
-def decoder_hidden(adapter, inputs) -> torch.Tensor:
-    """The decoder's last hidden states ([n, hidden]) for one sample's decoder inputs."""
-    mask = torch.ones(inputs.inputs_embeds.shape[:2], dtype=torch.long)
-    with torch.no_grad():
-        return adapter.decoder.module(**inputs.kwargs(), attention_mask=mask).last_hidden_state[0]
+def assert_passes(*checks) -> None:
+    """Every given contract check (flowcheck.models.contract.Check) passed; the failure names its detail."""
+    failed = [c.line() for c in checks if c.verdict != "pass"]
+    assert not failed, "\n".join(failed)
 
 
 def assert_local_knockout_and_fast_engine(adapter, enc, batch_size: int = 3) -> None:
-    """Video -> last changes only the last row; the fast engine equals the plain one on every paper condition."""
-    from flowcheck.edges import make_window, paper_conditions
-    from flowcheck.engine import condition_knockout, knockout, score
+    """Video -> last changes only the last row (exactly, fp32 on CPU); the fast engine equals the plain one on
+    every paper condition (the shared contract checks)."""
+    from flowcheck.edges import make_window
+    from flowcheck.models import contract
 
-    base = decoder_hidden(adapter, enc.inputs)
-    with knockout(adapter.model, [(enc.layout.last, enc.layout.video)], range(adapter.num_layers)):
-        knocked = decoder_hidden(adapter, enc.inputs)
-    assert (base != knocked).any(-1).nonzero().flatten().tolist() == [enc.layout.n - 1]
     layers = adapter.num_layers
     windows = [make_window(layers, 0, 1), make_window(layers, layers - 1, 1)]
-    knockouts = [condition_knockout(c, w, enc.layout) for c in paper_conditions().values() for w in windows]
-    watch = list(range(adapter.decoder.lm_head.weight.shape[0]))
-    _, plain = score(adapter.decoder, enc.inputs, knockouts, watch, strategy="plain")
-    _, fast = score(adapter.decoder, enc.inputs, knockouts, watch, strategy="fast", batch_size=batch_size)
-    for ko, a, b in zip(knockouts, plain, fast, strict=True):
-        assert abs(a.probs - b.probs).max() <= 1e-5, ko.key
+    assert_passes(
+        contract.check_local_knockout(adapter, enc, tolerance=0.0),
+        contract.check_fast_engine(adapter, enc, 1e-5, windows=windows, batch_size=batch_size),
+    )
 
 
 def assert_question_and_answer_prefix(adapter, enc, sample) -> None:
-    """The question span decodes to the question and the prompt ends with the answer prefix's "("."""
-    layout, tok = enc.layout, adapter.tokenizer
-    question = tok.decode(enc.input_ids[layout.question_only.start : layout.question_only.end])
-    assert question == sample.question.replace("?", " ?")
-    assert tok.decode(enc.input_ids[-1:]) == "("
+    """The question and option spans decode to their text, and the option letters are single tokens after the
+    answer prefix the prompt ends with (the shared contract checks)."""
+    from flowcheck.models import contract
+
+    assert_passes(contract.check_text_spans(adapter, enc, sample), contract.check_option_letters(adapter, enc, sample))
 
 
 def spliced_reference_logits(lm, ids: list[int], placeholder: int, video: torch.Tensor) -> torch.Tensor:

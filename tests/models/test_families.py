@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from families import (
-    decoder_hidden,
+    assert_passes,
     save_glm4v,
     save_internvl,
     save_llava_onevision,
@@ -19,7 +18,8 @@ from tiny_checkpoint import save_tiny_checkpoint, synthetic_sample
 
 import flowcheck
 from flowcheck.edges import Condition, make_window, paper_conditions
-from flowcheck.engine import condition_knockout, knockout, score
+from flowcheck.models import contract
+from flowcheck.models.hf_native import _runs
 
 FAMILIES = {
     "llava_next_video": ("llava-next-video", lambda d: save_tiny_checkpoint(d, layers=4), 1),
@@ -44,23 +44,23 @@ def family(request, tmp_path_factory):
     return request.param, name, adapter, sample, frames
 
 
+ONE_BLOCK = ("llava_next_video", "llava_onevision", "video_llava", "qwen2_vl", "qwen2_5_vl")
+"""Families whose video is one block of video tokens; the others interleave per-frame text between frames."""
+
+
 def test_layout_matches_the_template_and_the_placeholder_mask(family):
     key, name, adapter, sample, frames = family
     assert adapter.family == name
     enc = adapter.encode(sample, frames)
     layout, ids, tok = enc.layout, enc.input_ids, adapter.tokenizer
-    video_positions = set((ids == adapter.video_token_id()).nonzero().flatten().tolist())
-    assert video_positions <= set(layout.video.positions())
-    if key not in (
-        "qwen3_vl",
-        "internvl",
-        "glm4v",
-        "smolvlm",
-        "video_llama_3",
-    ):  # one block; these interleave per-frame text between frames
-        assert video_positions == set(layout.video.positions())
+    assert_passes(
+        contract.check_video_span(adapter, enc),
+        contract.check_text_spans(adapter, enc, sample),
+        contract.check_option_letters(adapter, enc, sample),
+    )
+    blocks = _runs(contract.visual_rows(adapter, enc))
+    assert len(blocks) == (1 if key in ONE_BLOCK else len(layout.frames))
     assert len(layout.frames) == (4 if key.startswith(("qwen", "glm")) else 8)
-    assert all(video_positions & set(f.positions()) for f in layout.frames)
     if key == "video_llama_3":  # each frame carries its "Time t s:" label, as in the authors' prompt
         assert all("Time" in tok.decode(ids[f.start : f.end]) for f in layout.frames)
     assert tok.decode(ids[layout.question_only.start : layout.question_only.end]) == sample.question.replace("?", " ?")
@@ -71,31 +71,29 @@ def test_layout_matches_the_template_and_the_placeholder_mask(family):
 def test_decoder_inputs_reproduce_the_vlm_forward(family):
     _, _, adapter, sample, frames = family
     enc = adapter.encode(sample, frames)
-    inputs = adapter.processor_inputs(adapter.render(sample).text, frames, sample)
-    with torch.no_grad():
-        full = adapter.model(**inputs).logits[0, -1]
-    via_decoder = adapter.decoder.lm_head(decoder_hidden(adapter, enc.inputs)[-1])
-    assert (full - via_decoder).abs().max() <= 1e-4
+    inputs = adapter.processor_inputs(adapter.render(sample).text, frames, sample)  # built here, not recorded
+    assert_passes(contract.check_decoder_inputs(adapter, enc, inputs, tolerance=1e-4))
 
 
 def test_video_to_last_knockout_changes_only_the_last_row(family):
     _, _, adapter, sample, frames = family
-    enc = adapter.encode(sample, frames)
-    base = decoder_hidden(adapter, enc.inputs)
-    with knockout(adapter.model, [(enc.layout.last, enc.layout.video)], range(adapter.num_layers)):
-        knocked = decoder_hidden(adapter, enc.inputs)
-    assert (base != knocked).any(-1).nonzero().flatten().tolist() == [enc.layout.n - 1]
+    assert_passes(contract.check_local_knockout(adapter, adapter.encode(sample, frames), tolerance=0.0))
 
 
 def test_fast_engine_equals_plain_engine(family):
     _, _, adapter, sample, frames = family
-    enc = adapter.encode(sample, frames)
     layers = adapter.num_layers
     conditions = [*paper_conditions().values(), Condition.parse("frame:1->frame:3")]
     windows = [make_window(layers, 0, 1), make_window(layers, 2, 3), make_window(layers, layers - 1, 1)]
-    knockouts = [condition_knockout(c, w, enc.layout) for c in conditions for w in windows]
-    watch = list(range(adapter.decoder.lm_head.weight.shape[0]))
-    _, plain = score(adapter.decoder, enc.inputs, knockouts, watch, strategy="plain")
-    _, fast = score(adapter.decoder, enc.inputs, knockouts, watch, strategy="fast", batch_size=4)
-    for ko, a, b in zip(knockouts, plain, fast, strict=True):
-        assert abs(a.probs - b.probs).max() <= 1e-5, ko.key
+    check = contract.check_fast_engine(adapter, adapter.encode(sample, frames), 1e-5, conditions, windows)
+    assert_passes(check)
+    assert check.detail.startswith(f"{len(conditions) * len(windows)} knockouts")
+
+
+def test_verify_holds_with_the_model_inputs_recorded_during_encoding(family):
+    _, name, adapter, sample, frames = family
+    result = contract.verify(adapter, sample, frames)
+    assert [c.name for c in result.checks] == list(contract.CHECKS)
+    assert_passes(*result.checks)
+    assert result.ok and result.family == name and result.summary() == "contract held (6 checks)"
+    assert f"[last>{adapter.tokenizer.decode(adapter.encode(sample, frames).input_ids[-1:])}<last]" in result.prompt
