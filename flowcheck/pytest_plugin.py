@@ -121,7 +121,6 @@ def _validate(session) -> None:
     """Fail fast, with the reason, on models that cannot be opened and datasets that cannot be read."""
     from flowcheck.data.report import DataError
     from flowcheck.models.base import AdapterError
-
     from flowcheck.models.registry import adapter_class
 
     for model in session.models:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flowcheck.analyses.contract import CACHE_KIND as CONTRACT_KIND
+from flowcheck.analyses.contract import Verification, choose_sample, verification_key, verify
 from flowcheck.analyses.runner import AnalysisPlan, ModelResults, run_analyses
 from flowcheck.analyses.summary import summarise
 from flowcheck.cache import ResultCache
@@ -20,7 +22,7 @@ from flowcheck.claims import (
     evaluate,
     evaluate_video_vs_image,
 )
-from flowcheck.data.frames import FrameCache
+from flowcheck.data.frames import FrameCache, FrameRequest, VideoError
 from flowcheck.data.registry import load_dataset
 from flowcheck.data.report import LoadReport
 from flowcheck.data.sample import Sample
@@ -54,6 +56,10 @@ def temporal_tasks(dataset: str, tasks: list[str]) -> list[str]:
 
         return [t for t in tasks if t in PAPER_TASKS]
     return list(tasks)
+
+
+class ContractError(RuntimeError):
+    """A model whose adapter fails the adapter contract on the run's data (see `flowcheck verify`)."""
 
 
 def registry_pathway(spec: dict, num_layers: int, model: str) -> dict[str, tuple[int, int]]:
@@ -97,6 +103,7 @@ class FlowSession:
     _handles: dict = field(default_factory=dict)
     _results: dict = field(default_factory=dict)
     _summaries: dict = field(default_factory=dict)
+    _verifications: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.cache = ResultCache(self.options.cache_dir)
@@ -195,8 +202,44 @@ class FlowSession:
             engine=engine,
         )
 
+    def verification(self, model: str, compute: bool = True) -> Verification | None:
+        """The adapter contract (`flowcheck.analyses.contract`) of `model` on one sample of the run's first dataset,
+        from the result cache when it is there; None when it was not computed (`compute=False`) or no sample
+        could be read."""
+        if model in self._verifications:
+            return self._verifications[model]
+        handle = self.handle(model)
+        samples = next((self.dataset(name) for name in self.options.data if self.dataset(name)), [])
+        result = None
+        if samples:
+            sample = choose_sample(samples)
+            try:
+                frames = self.frames.get(FrameRequest.of(sample, handle.num_frames))
+            except VideoError:
+                frames = None
+            if frames is not None and compute:
+                result = verify(handle, sample, frames, cache=self.cache)
+            elif frames is not None:
+                stored = self.cache.get(CONTRACT_KIND, verification_key(handle, sample, frames))
+                result = Verification.from_json(stored) if stored is not None else None
+        if result is not None or compute:
+            self._verifications[model] = result
+        return result
+
     def results(self, model: str, dataset: str, compute: bool = True) -> ModelResults:
+        """Every analysis of `model` on `dataset` (computed, or read from the cache only when not `compute`).
+
+        Raises ContractError when the model's adapter fails its contract: its numbers would be wrong."""
         key = (model, dataset)
+        if key not in self._results and compute:
+            verification = self.verification(model)
+            if verification is not None and not verification.ok:
+                raise ContractError(
+                    f"{model}: the adapter contract failed on sample {verification.sample_id} "
+                    f"({'; '.join(verification.check(name).line() for name in verification.failed)}); its inputs "
+                    f"differ from what the model itself sees, so no number is computed. Details: "
+                    f"flowcheck verify {self.source(model)}"
+                )
         if key not in self._results:
             samples = self.dataset(dataset)
             if self.options.shard is not None:

@@ -1,7 +1,7 @@
 """`flowcheck verify MODEL`: the adapter contract on a real checkpoint, on one sample of a dataset.
 
 Loads the checkpoint the way the suites do (same option names and parsing as the pytest
-options), encodes one sample, runs every check of `flowcheck.models.contract`, prints the
+options), encodes one sample, runs every check of `flowcheck.analyses.contract`, prints the
 prompt with its spans marked and a verdict line per check. Exit code 0 when the contract holds,
 1 when a check failed, 2 when the model or the data cannot be loaded at all.
 """
@@ -46,10 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from flowcheck.analyses.contract import choose_sample, verify
     from flowcheck.cache import ResultCache
     from flowcheck.data.frames import FrameCache, FrameRequest
     from flowcheck.data.registry import load_dataset
-    from flowcheck.models.contract import choose_sample, verify
     from flowcheck.models.handle import ModelHandle
 
     if len(args.data) != 1:

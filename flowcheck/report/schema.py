@@ -61,6 +61,7 @@ class ModelInfo(_Strict):
     path: StrictStr | None = None
     fingerprint: StrictStr | None = None
     layers: StrictInt | None = None
+    contract: StrictStr | None = None  # the adapter contract's verdict (flowcheck verify)
     error: StrictStr | None = None
 
 

@@ -233,6 +233,8 @@ def _metadata(session, started: float, root: Path) -> dict:
         try:
             handle = session.handle(model)
             info.update(path=str(handle.path), fingerprint=handle.fingerprint(), layers=handle.num_layers)
+            verification = session.verification(model, compute=False)
+            info["contract"] = verification.summary() if verification is not None else "not verified in this run"
         except Exception as err:
             info["error"] = str(err)
         models.append(info)

@@ -498,7 +498,7 @@ def spliced_last_logits(adapter, enc) -> torch.Tensor:
 
 
 def assert_passes(*checks) -> None:
-    """Every given contract check (flowcheck.models.contract.Check) passed; the failure names its detail."""
+    """Every given contract check (flowcheck.analyses.contract.Check) passed; the failure names its detail."""
     failed = [c.line() for c in checks if c.verdict != "pass"]
     assert not failed, "\n".join(failed)
 
@@ -506,8 +506,8 @@ def assert_passes(*checks) -> None:
 def assert_local_knockout_and_fast_engine(adapter, enc, batch_size: int = 3) -> None:
     """Video -> last changes only the last row (exactly, fp32 on CPU); the fast engine equals the plain one on
     every paper condition (the shared contract checks)."""
+    from flowcheck.analyses import contract
     from flowcheck.edges import make_window
-    from flowcheck.models import contract
 
     layers = adapter.num_layers
     windows = [make_window(layers, 0, 1), make_window(layers, layers - 1, 1)]
@@ -520,7 +520,7 @@ def assert_local_knockout_and_fast_engine(adapter, enc, batch_size: int = 3) -> 
 def assert_question_and_answer_prefix(adapter, enc, sample) -> None:
     """The question and option spans decode to their text, and the option letters are single tokens after the
     answer prefix the prompt ends with (the shared contract checks)."""
-    from flowcheck.models import contract
+    from flowcheck.analyses import contract
 
     assert_passes(contract.check_text_spans(adapter, enc, sample), contract.check_option_letters(adapter, enc, sample))
 

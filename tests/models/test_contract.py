@@ -14,10 +14,10 @@ from test_pllava import checkpoint as pllava_checkpoint  # noqa: F401 - test_pll
 from tiny_checkpoint import synthetic_sample
 
 import flowcheck
+from flowcheck.analyses import contract
 from flowcheck.cache import ResultCache
 from flowcheck.cli import main
 from flowcheck.layout import Span
-from flowcheck.models import contract
 
 
 @pytest.fixture(scope="module")

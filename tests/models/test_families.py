@@ -17,8 +17,8 @@ from families import (
 from tiny_checkpoint import save_tiny_checkpoint, synthetic_sample
 
 import flowcheck
+from flowcheck.analyses import contract
 from flowcheck.edges import Condition, make_window, paper_conditions
-from flowcheck.models import contract
 from flowcheck.models.hf_native import _runs
 
 FAMILIES = {

@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -38,10 +39,14 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-import tomllib
 import torch
 
 from flowcheck import __version__
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 from flowcheck.cache import ResultCache, cache_key
 from flowcheck.data.sample import OPTION_LETTERS, Sample
 from flowcheck.edges import Condition, Window, make_window, paper_conditions
