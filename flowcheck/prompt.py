@@ -12,11 +12,16 @@ from dataclasses import dataclass, field
 
 from flowcheck.data.sample import OPTION_LETTERS, Sample
 
+# The authors' system prompt, character for character (official-protocol.md 6.2: `SYSTEM_MVBENCH` in
+# tasks/eval/eval_utils.py ends with a newline; the conversation then adds its " " separator).
 SYSTEM_MVBENCH = (
     "Carefully watch the video and pay attention to the cause and sequence of events, the detail and "
     "movement of objects, and the action and pose of persons. Based on your observations, select the best "
-    "option that accurately addresses the question."
+    "option that accurately addresses the question.\n"
 )
+# The system turn's text for a chat template, which adds its own turn separators: the authors' text
+# without the trailing newline that separates it from " USER: " in their own conversation format.
+SYSTEM_MVBENCH_TURN = SYSTEM_MVBENCH.rstrip("\n")
 POST_QUESTION = " \nOnly give the best option."
 ANSWER_PREFIX = "Best option:("
 
@@ -94,7 +99,7 @@ class RenderedPrompt:
     spans: dict[str, CharSpan] = field(default_factory=dict)
 
 
-def mc_messages(user_text: str, system: str | None = SYSTEM_MVBENCH) -> list[dict]:
+def mc_messages(user_text: str, system: str | None = SYSTEM_MVBENCH_TURN) -> list[dict]:
     """Chat messages in the transformers multimodal format: optional system turn, then video + text."""
     messages: list[dict] = []
     if system is not None:
@@ -106,7 +111,7 @@ def mc_messages(user_text: str, system: str | None = SYSTEM_MVBENCH) -> list[dic
 def render_with_template(
     apply_template: Callable[[list[dict]], str],
     mc: MCText,
-    system: str | None = SYSTEM_MVBENCH,
+    system: str | None = SYSTEM_MVBENCH_TURN,
     answer_prefix: str = ANSWER_PREFIX,
 ) -> RenderedPrompt:
     """Render `mc` through a chat template and keep the character span of every segment.

@@ -20,7 +20,14 @@ from flowcheck.data.sample import OPTION_LETTERS, Sample
 from flowcheck.layout import Span, TokenLayout
 from flowcheck.models.base import AdapterError, EncodedSample, ModelAdapter
 from flowcheck.models.capture import capture_decoder_inputs, lm_inputs_from_capture
-from flowcheck.prompt import ANSWER_PREFIX, SYSTEM_MVBENCH, RenderedPrompt, mc_text, render_with_template, token_span
+from flowcheck.prompt import (
+    ANSWER_PREFIX,
+    SYSTEM_MVBENCH_TURN,
+    RenderedPrompt,
+    mc_text,
+    render_with_template,
+    token_span,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -76,7 +83,7 @@ class HFVideoAdapter(ModelAdapter):
     """A transformers-native VLM whose processor expands one video placeholder into video tokens."""
 
     model_class: ClassVar[Any] = None
-    system_prompt: ClassVar[str | None] = SYSTEM_MVBENCH
+    system_prompt: ClassVar[str | None] = SYSTEM_MVBENCH_TURN
     answer_prefix: ClassVar[str] = ANSWER_PREFIX  # the prompt's end, right before the option letter
 
     @classmethod

@@ -137,11 +137,12 @@ class SplicedVideoAdapter(ModelAdapter):
         """How many equal frame spans the video's tokens form (one per input frame unless pooled in time)."""
         return len(frames)
 
-    def prompt(self, sample: Sample) -> tuple[str, dict[str, CharSpan]]:
+    @classmethod
+    def prompt(cls, sample: Sample) -> tuple[str, dict[str, CharSpan]]:
         """The conversation text with the character spans of the question, its parts and the options."""
         mc = mc_text(sample.question, sample.options)
-        text = self.prompt_head + mc.text + self.prompt_tail + ANSWER_PREFIX
-        u = len(self.prompt_head)
+        text = cls.prompt_head + mc.text + cls.prompt_tail + ANSWER_PREFIX
+        u = len(cls.prompt_head)
         spans = {
             "question": mc.question.shifted(u),
             "question_only": mc.question_only.shifted(u),
