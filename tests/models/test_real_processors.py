@@ -38,8 +38,17 @@ SAMPLE = Sample(
 )
 
 
-def frames(count: int = 8, side: int = 336) -> np.ndarray:
+def pixels(count: int = 8, side: int = 336) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (count, side, side, 3), dtype=np.uint8)
+
+
+def frames(count: int = 8, side: int = 336, fps: float = 10.0):
+    """`count` consecutive frames of a `fps` clip, with their times where flowcheck's frames carry them."""
+    try:
+        from flowcheck.data.video import VideoFrames  # issue 21 part 1: decoded frames carry their real times
+    except ImportError:
+        return pixels(count, side)
+    return VideoFrames.from_array(pixels(count, side), fps)
 
 
 def with_tiny_weights(source: Path, folder: Path, model_class) -> Path:
@@ -104,7 +113,7 @@ def test_qwen25_vl_layout_on_the_real_tokenizer_and_processor(qwen_folder):
     assert list(enc.layout.video.positions()) == placeholders  # the model's own placeholder mask
     assert [len(f) for f in enc.layout.frames] == [144] * 4  # one temporal group per pair of frames
     real = adapter.processor(
-        text=adapter.render(SAMPLE).text, videos=[list(frames())], do_sample_frames=False, return_tensors="pt"
+        text=adapter.render(SAMPLE).text, videos=[list(pixels())], do_sample_frames=False, return_tensors="pt"
     )
     assert (real["input_ids"][0] == video_id).sum() == len(placeholders)  # the processor's own count
     assert_spans_decode_to_the_intended_text(adapter, enc, SAMPLE)
