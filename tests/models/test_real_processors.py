@@ -186,3 +186,39 @@ def test_a_template_that_cannot_render_a_video_is_a_clear_error_naming_its_file(
     with pytest.raises(AdapterError, match=r"chat template in .*no-video/chat_template\.jinja cannot render") as err:
         adapter.encode(SAMPLE, frames())
     assert "Videos are not supported" in str(err.value)
+
+
+def test_qwen25_vl_temporal_positions_follow_the_real_frame_times(qwen_folder):
+    """An 8 s, 10 fps clip sampled at 8 segment centres (0.5, 1.5, ..., 7.5 s): two frames per temporal group,
+    so 2 s per group; with the config's tokens_per_second 2 each group's temporal position is 4 past the last
+    one's. The same positions as the model's own rope index given the real processor's inputs and the true
+    metadata. (Runs once frames carry their times: issue 21 part 1, flowcheck.data.video.)"""
+    from transformers.video_utils import VideoMetadata
+
+    video_frames = pytest.importorskip("flowcheck.data.video").VideoFrames
+    indices = tuple(range(5, 80, 10))
+    clip = video_frames(pixels(), indices, tuple(i / 10 for i in indices), 10.0, 80, "decord")
+    adapter = flowcheck.load(str(qwen_folder))
+    enc = adapter.encode(SAMPLE, clip)
+    positions = enc.inputs.position_ids.cpu()
+    starts = [int(positions[0, 0, group.start]) for group in enc.layout.frames]
+    assert starts == [enc.layout.video.start + 4 * g for g in range(4)]
+    metadata = VideoMetadata(
+        total_num_frames=80, fps=10.0, frames_indices=list(indices), duration=8.0, height=336, width=336
+    )
+    real = adapter.processor(
+        text=adapter.render(SAMPLE).text,
+        videos=[list(pixels())],
+        video_metadata=[metadata],
+        do_sample_frames=False,
+        return_tensors="pt",
+    )
+    assert float(real["second_per_grid_ts"][0]) == 2.0
+    own, _ = adapter.model.model.get_rope_index(
+        real["input_ids"],
+        real["mm_token_type_ids"],
+        video_grid_thw=real["video_grid_thw"],
+        second_per_grid_ts=real["second_per_grid_ts"],
+        attention_mask=real["attention_mask"],
+    )
+    assert torch.equal(own, positions)
