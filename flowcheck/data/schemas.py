@@ -10,8 +10,6 @@ space on the correct option only would leak the answer into the prompt.
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,13 +25,7 @@ from pydantic import (
 )
 
 from flowcheck.data.report import DataError
-
-_SPACE = re.compile(r"\s+")
-
-
-def normalise_text(text: str) -> str:
-    """Unicode NFC, every whitespace run (spaces, tabs, newlines, NBSP) one space, stripped."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+from flowcheck.data.sample import normalise_text
 
 
 def _not_bool(value: Any) -> Any:

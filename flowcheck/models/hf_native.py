@@ -20,7 +20,7 @@ from flowcheck.data.sample import OPTION_LETTERS, Sample
 from flowcheck.layout import Span, TokenLayout
 from flowcheck.models.base import AdapterError, EncodedSample, ModelAdapter
 from flowcheck.models.capture import capture_decoder_inputs, lm_inputs_from_capture
-from flowcheck.models.chat_template import render_chat, template_source
+from flowcheck.models.chat_template import SYSTEM_MODES, render_chat, template_source
 from flowcheck.prompt import (
     ANSWER_PREFIX,
     SYSTEM_MVBENCH_TURN,
@@ -89,6 +89,8 @@ class HFVideoAdapter(ModelAdapter):
 
     def __init__(self, model, processor, *, name: str, num_frames: int, system_mode: str = "auto") -> None:
         super().__init__(model, processor, name=name, num_frames=num_frames)
+        if system_mode not in SYSTEM_MODES:
+            raise AdapterError(f"unknown system prompt mode {system_mode!r}; choose one of {', '.join(SYSTEM_MODES)}")
         self.system_mode = system_mode  # "auto", "turn", "fold" or "drop": see chat_template.render_chat
         # How the last prompt was rendered (template and file, system placement, content style):
         # for the report's run table. Keys and values are strings.

@@ -330,3 +330,14 @@ def test_option_and_question_text_is_normalised_so_no_option_stands_out(tmp_path
     assert sample.options == ("Put on a hat.", "Take off a hat.", "Caf\u00e9 scene.") and sample.answer_index == 1
     lines = mc_text(sample.question, sample.options).text.split("\n")
     assert lines[2:5] == ["(A) Put on a hat.", "(B) Take off a hat.", "(C) Caf\u00e9 scene. "]  # + the post text
+
+
+def test_a_sample_built_directly_is_normalised_too():
+    from flowcheck.data.sample import Sample
+    from flowcheck.prompt import mc_text
+
+    sample = Sample("x/0", "t", Path("v.mp4"), "Which?\t", ("Put on a hat.", "(B)  Take off a hat. "[4:]), 1)
+    assert sample.options == ("Put on a hat.", "Take off a hat.")
+    assert "(B) Take off a hat. \nOnly" in mc_text(sample.question, sample.options).text
+    with pytest.raises(ValueError, match="identical after normalisation"):
+        Sample("x/1", "t", Path("v.mp4"), "Which?", ("a hat", "a  hat"), 0)

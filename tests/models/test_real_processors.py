@@ -171,7 +171,7 @@ def test_the_system_prompt_can_be_dropped(llava_folder):
     expected = adapter.tokenizer("<s>[INST] ", add_special_tokens=False).input_ids
     assert enc.input_ids[: enc.layout.video.start].tolist() == expected
     with pytest.raises(AdapterError, match="unknown system prompt mode 'none'"):
-        flowcheck.load(str(llava_folder), system_mode="none").render(SAMPLE)
+        flowcheck.load(str(llava_folder), system_mode="none")
 
 
 def test_a_template_that_cannot_render_a_video_is_a_clear_error_naming_its_file(llava_folder, tmp_path):
