@@ -8,15 +8,21 @@ turns character ranges into token ranges (`token_span`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from flowcheck.data.sample import OPTION_LETTERS, Sample
 
+# The authors' system prompt, character for character (official-protocol.md 6.2: `SYSTEM_MVBENCH` in
+# tasks/eval/eval_utils.py ends with a newline; the conversation then adds its " " separator).
 SYSTEM_MVBENCH = (
     "Carefully watch the video and pay attention to the cause and sequence of events, the detail and "
     "movement of objects, and the action and pose of persons. Based on your observations, select the best "
-    "option that accurately addresses the question."
+    "option that accurately addresses the question.\n"
 )
+# The system turn's text for a chat template, which adds its own turn separators: the authors' text
+# without the trailing newline that separates it from " USER: " in their own conversation format.
+SYSTEM_MVBENCH_TURN = SYSTEM_MVBENCH.rstrip("\n")
 POST_QUESTION = " \nOnly give the best option."
 ANSWER_PREFIX = "Best option:("
 
@@ -93,30 +99,74 @@ class RenderedPrompt:
     text: str
     spans: dict[str, CharSpan] = field(default_factory=dict)
 
+    def without_prefix(self, prefix: str) -> RenderedPrompt:
+        """The prompt with a leading `prefix` removed (e.g. a BOS the tokenizer adds itself), spans shifted."""
+        if not self.text.startswith(prefix):
+            return self
+        shifted = {k: v.shifted(-len(prefix)) for k, v in self.spans.items()}
+        return replace(self, text=self.text[len(prefix) :], spans=shifted)
 
-def mc_messages(user_text: str, system: str | None = SYSTEM_MVBENCH) -> list[dict]:
-    """Chat messages in the transformers multimodal format: optional system turn, then video + text."""
+
+FOLD_SEPARATOR = "\n"
+"""Between the system text and the rest of the user turn when a template takes no system turn."""
+
+SystemPlacement = Literal["turn", "fold"]
+ContentStyle = Literal["parts", "string"]
+
+
+def mc_messages(
+    user_text: str,
+    system: str | None = SYSTEM_MVBENCH_TURN,
+    *,
+    placement: SystemPlacement = "turn",
+    content: ContentStyle = "parts",
+    video_text: str = "<video>",
+) -> list[dict]:
+    """Chat messages of one question: an optional system text, then the video and the user text.
+
+    `placement` ``"turn"`` gives the system text its own turn; ``"fold"`` puts it at the start of the
+    user turn, followed by `FOLD_SEPARATOR` (for templates that reject a system turn). `content`
+    ``"parts"`` is transformers' multimodal format (a list of typed parts: video, then text);
+    ``"string"`` is one string, `video_text` + newline + text, for templates that only render string
+    content (LLaVA's ``<video>\n`` convention).
+    """
+    head = [] if system is None or placement == "turn" else [system + FOLD_SEPARATOR]
+    if content == "parts":
+        user: list[dict] | str = [{"type": "text", "text": t} for t in head]
+        user += [{"type": "video"}, {"type": "text", "text": user_text}]
+    else:
+        user = "".join(head) + video_text + "\n" + user_text
     messages: list[dict] = []
-    if system is not None:
-        messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
-    messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": user_text}]})
+    if system is not None and placement == "turn":
+        turn = [{"type": "text", "text": system}] if content == "parts" else system
+        messages.append({"role": "system", "content": turn})
+    messages.append({"role": "user", "content": user})
     return messages
 
 
 def render_with_template(
     apply_template: Callable[[list[dict]], str],
     mc: MCText,
-    system: str | None = SYSTEM_MVBENCH,
+    system: str | None = SYSTEM_MVBENCH_TURN,
     answer_prefix: str = ANSWER_PREFIX,
+    *,
+    placement: SystemPlacement = "turn",
+    content: ContentStyle = "parts",
+    video_text: str = "<video>",
 ) -> RenderedPrompt:
     """Render `mc` through a chat template and keep the character span of every segment.
 
     `apply_template(messages)` must return the rendered conversation ending with the assistant
     turn's opening (``add_generation_prompt=True``). Sentinels stand in for the user text and the
     system text during rendering and are then replaced, so the spans are exact whatever the
-    template adds around them.
+    template adds around them. `placement`, `content` and `video_text` shape the messages
+    (`mc_messages`). Raises ValueError when the template loses or repeats a segment; the
+    template's own errors (jinja2 TemplateError, TypeError) pass through.
     """
-    rendered = apply_template(mc_messages(_USER_SENTINEL, _SYSTEM_SENTINEL if system is not None else None))
+    sentinel = _SYSTEM_SENTINEL if system is not None else None
+    rendered = apply_template(
+        mc_messages(_USER_SENTINEL, sentinel, placement=placement, content=content, video_text=video_text)
+    )
     if rendered.count(_USER_SENTINEL) != 1:
         raise ValueError(
             "the chat template did not render the user text exactly once; flowcheck cannot locate the "
@@ -127,8 +177,8 @@ def render_with_template(
     if system is not None:
         if text.count(_SYSTEM_SENTINEL) != 1:
             raise ValueError(
-                "the chat template dropped or repeated the system prompt; pass system=None for templates "
-                "without a system turn"
+                "the chat template dropped or repeated the system prompt; fold it into the user turn or drop it "
+                "for templates without a system turn"
             )
         s = text.index(_SYSTEM_SENTINEL)
         text = text[:s] + system + text[s + len(_SYSTEM_SENTINEL) :]

@@ -1,24 +1,21 @@
 """Benchmarks in the TVBench layout: ``json/<task>.json`` + ``video/<task>/<file>``.
 
 Each JSON file is a list of ``{video, question, candidates, answer, [start, end], [id]}`` where
-`answer` is the text of one candidate. Bad entries are skipped and listed in the LoadReport.
+`answer` is the text of one candidate. Entries are validated against `schemas.TVBenchEntry`
+(question and option text normalised); bad entries are skipped and listed in the LoadReport with
+the file, the entry and the field at fault.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from flowcheck.data.report import DataError, LoadReport
 from flowcheck.data.sample import Sample
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not valid JSON ({err}); fix or re-download the annotations") from None
+from flowcheck.data.schemas import TVBenchEntry, answer_index, entry_problem, json_type, read_json
 
 
 def available_tasks(root: Path) -> list[str]:
@@ -53,57 +50,67 @@ def load_tvbench_layout(
     seen: set[str] = set()
     for task in chosen:
         path = root / "json" / f"{task}.json"
-        entries = _read_json(path)
+        entries = read_json(path)
         if not isinstance(entries, list):
-            raise DataError(f"{path} must hold a JSON list of questions, found {type(entries).__name__}")
+            report.skip(
+                f"{dataset}/{task}", path, f"the file holds {json_type(entries)}; a TVBench-layout file is a list"
+            )
+            continue
         if not entries:
             report.skip(f"{dataset}/{task}", path, "empty task: the annotation file has no questions")
             continue
         kept = 0
-        for index, entry in enumerate(entries):
+        for index, raw in enumerate(entries):
             if max_per_task is not None and kept >= max_per_task:
                 break
-            sample_id = f"{dataset}/{task}/{entry.get('id', f'{index:05d}')}"
-            problem = _entry_problem(entry)
-            if problem:
-                report.skip(sample_id, path, problem)
+            sample, problem = _sample(raw, index, task, root, path, dataset, video_dir, task in bounded)
+            if problem is not None:
+                report.skip(*problem)
                 continue
-            if sample_id in seen:
-                report.skip(sample_id, path, "duplicate sample id; ids must be unique within a dataset")
+            if sample.id in seen:
+                report.skip(sample.id, path, f"entry {index}: duplicate sample id; ids must be unique within a dataset")
                 continue
-            video = root / video_dir / task / entry["video"]
-            if not video.exists():
-                report.skip(sample_id, video, "video file not found")
+            if not sample.video.exists():
+                report.skip(sample.id, sample.video, "video file not found")
                 continue
-            candidates = [str(c) for c in entry["candidates"]]
-            samples.append(
-                Sample(
-                    id=sample_id,
-                    task=task,
-                    video=video,
-                    question=str(entry["question"]),
-                    options=tuple(candidates),
-                    answer_index=candidates.index(str(entry["answer"])),
-                    start=float(entry["start"]) if task in bounded and entry.get("start") is not None else None,
-                    end=float(entry["end"]) if task in bounded and entry.get("end") is not None else None,
-                    dataset=dataset,
-                )
-            )
-            seen.add(sample_id)
+            samples.append(sample)
+            seen.add(sample.id)
             kept += 1
     report.loaded = len(samples)
     return samples, report
 
 
-def _entry_problem(entry: object) -> str | None:
-    if not isinstance(entry, dict):
-        return f"entry is a {type(entry).__name__}, not an object"
-    for key in ("video", "question", "candidates", "answer"):
-        if key not in entry:
-            return f"entry lacks the field {key!r}"
-    candidates = entry["candidates"]
-    if not isinstance(candidates, list) or len(candidates) < 2:
-        return "an entry needs a list of at least two candidates"
-    if str(entry["answer"]) not in [str(c) for c in candidates]:
-        return f"answer {entry['answer']!r} is not among the candidates {candidates}"
-    return None
+def _sample(
+    raw: object, index: int, task: str, root: Path, path: Path, dataset: str, video_dir: str, bounded: bool
+) -> tuple[Sample | None, tuple[str, str, str] | None]:
+    """A validated entry as a Sample, or the (sample id, file, reason) of why it is skipped."""
+    raw_id = raw.get("id") if isinstance(raw, dict) else None
+    ident = raw_id if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else f"{index:05d}"
+    sample_id = f"{dataset}/{task}/{ident}"
+    where = f"entry {index}: "
+    if not isinstance(raw, dict):
+        return None, (sample_id, str(path), f"{where}the entry is {json_type(raw)}, not an object")
+    if getattr(raw, "duplicates", None):
+        return None, (sample_id, str(path), f"{where}the entry repeats the field(s) {raw.duplicates}")
+    try:
+        entry = TVBenchEntry.model_validate(raw)
+    except ValidationError as err:
+        return None, (sample_id, str(path), where + entry_problem(err))
+    index_of_answer, problem = answer_index(entry.answer, entry.candidates)
+    if problem is not None:
+        return None, (sample_id, str(path), where + problem)
+    try:
+        sample = Sample(
+            id=sample_id,
+            task=task,
+            video=root / video_dir / task / entry.video,
+            question=entry.question,
+            options=tuple(entry.candidates),
+            answer_index=index_of_answer,
+            start=entry.start if bounded else None,
+            end=entry.end if bounded else None,
+            dataset=dataset,
+        )
+    except ValueError as err:  # e.g. more options than letters
+        return None, (sample_id, str(path), f"{where}{err}")
+    return sample, None

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import string
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 OPTION_LETTERS = string.ascii_uppercase
+_SPACE = re.compile(r"\s+")
+
+
+def normalise_text(text: str) -> str:
+    """Unicode NFC, every whitespace run (spaces, tabs, newlines, NBSP) one space, stripped.
+
+    Applied to every question and option before prompting, so that no option differs from the
+    others by invisible characters (a trailing or double space on the correct option only would
+    leak the answer).
+    """
+    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
 @dataclass(frozen=True)
@@ -14,7 +27,9 @@ class Sample:
     """One multiple-choice video question.
 
     `id` is unique within its dataset (for example ``"tvbench/action_sequence/0012"``);
-    `start` / `end` bound the clip in seconds when the benchmark gives bounds.
+    `start` / `end` bound the clip in seconds when the benchmark gives bounds. `question` and
+    `options` are stored normalised (`normalise_text`). Raises ValueError for no options, more than
+    26, an answer index out of range, or options identical after normalisation.
     """
 
     id: str
@@ -28,6 +43,10 @@ class Sample:
     dataset: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "question", normalise_text(self.question))
+        object.__setattr__(self, "options", tuple(normalise_text(o) for o in self.options))
+        if len(set(self.options)) != len(self.options):
+            raise ValueError(f"sample {self.id!r}: two options are identical after normalisation: {self.options}")
         if not self.options:
             raise ValueError(f"sample {self.id!r} has no options")
         if len(self.options) > len(OPTION_LETTERS):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from flowcheck.data.hub import default_cache, unpack_videos
 from flowcheck.data.report import DataError, LoadReport
 from flowcheck.data.sample import Sample
+from flowcheck.data.schemas import TomatoEntry, entry_problem, json_type, read_json
 
 HUB_ID = "yale-nlp/TOMATO"
 TASKS = ("count", "direction", "rotation", "shape&trend", "velocity&frequency", "visual_cues")
@@ -69,33 +71,62 @@ def load(
         if not path.exists():
             report.skip(f"tomato/{task}", path, "annotation file not found")
             continue
-        try:
-            entries = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path} is not valid JSON ({err}); re-download the annotations") from None
+        entries = read_json(path)
+        if not isinstance(entries, dict):
+            report.skip(
+                f"tomato/{task}",
+                path,
+                f"the file holds {json_type(entries)}; a TOMATO file is an object keyed by question id",
+            )
+            continue
         if not entries:
             report.skip(f"tomato/{task}", path, "empty task: the annotation file has no questions")
             continue
+        for key in entries.duplicates:
+            report.skip(f"tomato/{task}/{key}", path, f"entry {key!r}: duplicate question id (the first one is kept)")
         kept = 0
-        for key, entry in entries.items():
+        for key, raw in entries.items():
             if max_per_task is not None and kept >= max_per_task:
                 break
-            sample_id = f"tomato/{task}/{key}"
-            options = [str(o) for o in entry.get("options", [])]
-            answer = entry.get("answer")
-            if len(options) < 2:
-                report.skip(sample_id, path, "an entry needs at least two options")
+            sample, problem = _sample(root, task, path, key, raw)
+            if problem is not None:
+                report.skip(f"tomato/{task}/{key}", problem[0], problem[1])
                 continue
-            if not isinstance(answer, int) or not 0 <= answer < len(options):
-                report.skip(sample_id, path, f"answer {answer!r} is not the index of one of {len(options)} options")
-                continue
-            video = root / "videos" / str(entry.get("demonstration_type", "")) / f"{entry.get('key')}.mp4"
-            if not video.exists():
-                report.skip(sample_id, video, "video file not found")
-                continue
-            samples.append(
-                Sample(sample_id, task, video, str(entry["question"]), tuple(options), answer, dataset="tomato")
-            )
+            samples.append(sample)
             kept += 1
     report.loaded = len(samples)
     return samples, report
+
+
+def _sample(root: Path, task: str, path: Path, key: str, raw: object) -> tuple[Sample | None, tuple[str, str] | None]:
+    """A validated entry as a Sample, or the (file, reason) of why it is skipped."""
+    where = f"entry {key!r}: "
+    if not isinstance(raw, dict):
+        return None, (str(path), f"{where}the entry is {json_type(raw)}, not an object")
+    if getattr(raw, "duplicates", None):
+        return None, (str(path), f"{where}the entry repeats the field(s) {raw.duplicates}")
+    try:
+        entry = TomatoEntry.model_validate(raw)
+    except ValidationError as err:
+        return None, (str(path), where + entry_problem(err))
+    if not 0 <= entry.answer < len(entry.options):
+        return None, (
+            str(path),
+            f"{where}field 'answer': {entry.answer} is not the index of one of {len(entry.options)} options",
+        )
+    duplicate = [i for i, o in enumerate(entry.options) if o in entry.options[:i]]
+    if duplicate:
+        return None, (
+            str(path),
+            f"{where}field 'options': option {duplicate[0]} repeats an earlier one after normalisation",
+        )
+    video = root / "videos" / entry.demonstration_type / f"{entry.key}.mp4"
+    if not video.exists():
+        return None, (str(video), "video file not found")
+    try:
+        sample = Sample(
+            f"tomato/{task}/{key}", task, video, entry.question, tuple(entry.options), entry.answer, dataset="tomato"
+        )
+    except ValueError as err:
+        return None, (str(path), f"{where}{err}")
+    return sample, None

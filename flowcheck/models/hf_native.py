@@ -20,7 +20,14 @@ from flowcheck.data.sample import OPTION_LETTERS, Sample
 from flowcheck.layout import Span, TokenLayout
 from flowcheck.models.base import AdapterError, EncodedSample, ModelAdapter
 from flowcheck.models.capture import capture_decoder_inputs, lm_inputs_from_capture
-from flowcheck.prompt import ANSWER_PREFIX, SYSTEM_MVBENCH, RenderedPrompt, mc_text, render_with_template, token_span
+from flowcheck.models.chat_template import SYSTEM_MODES, render_chat, template_source
+from flowcheck.prompt import (
+    ANSWER_PREFIX,
+    SYSTEM_MVBENCH_TURN,
+    RenderedPrompt,
+    mc_text,
+    token_span,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -76,8 +83,18 @@ class HFVideoAdapter(ModelAdapter):
     """A transformers-native VLM whose processor expands one video placeholder into video tokens."""
 
     model_class: ClassVar[Any] = None
-    system_prompt: ClassVar[str | None] = SYSTEM_MVBENCH
+    system_prompt: ClassVar[str | None] = SYSTEM_MVBENCH_TURN
     answer_prefix: ClassVar[str] = ANSWER_PREFIX  # the prompt's end, right before the option letter
+    default_prompt_notes: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, model, processor, *, name: str, num_frames: int, system_mode: str = "auto") -> None:
+        super().__init__(model, processor, name=name, num_frames=num_frames)
+        if system_mode not in SYSTEM_MODES:
+            raise AdapterError(f"unknown system prompt mode {system_mode!r}; choose one of {', '.join(SYSTEM_MODES)}")
+        self.system_mode = system_mode  # "auto", "turn", "fold" or "drop": see chat_template.render_chat
+        # How the last prompt was rendered (template and file, system placement, content style):
+        # for the report's run table. Keys and values are strings.
+        self.prompt_notes: dict[str, str] = dict(self.default_prompt_notes)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **options: Any) -> HFVideoAdapter:
@@ -95,7 +112,13 @@ class HFVideoAdapter(ModelAdapter):
         )
         if options.get("device_map") is None:
             model.to(options.get("device", "cpu"))
-        return cls(model, processor, name=name_or_path, num_frames=int(options.get("num_frames", 8)))
+        return cls(
+            model,
+            processor,
+            name=name_or_path,
+            num_frames=int(options.get("num_frames", 8)),
+            system_mode=options.get("system_mode") or "auto",
+        )
 
     # -- hooks a family may override ------------------------------------------------------------
     @property
@@ -113,12 +136,26 @@ class HFVideoAdapter(ModelAdapter):
         return self.video_token_id()
 
     def render(self, sample: Sample) -> RenderedPrompt:
-        """The paper's prompt in this family's chat template, with character spans."""
-        return render_with_template(
-            lambda messages: self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
+        """The paper's prompt in this family's chat template, with character spans.
+
+        The processor's template, else the tokenizer's; a system turn, else the system text folded
+        into the user turn (`system_mode`); how it rendered is kept in `prompt_notes`. A BOS the
+        template writes is removed when the tokenizer adds its own (transformers does the same).
+        """
+        source = template_source(self.processor, self.tokenizer, self.name)
+        video_text = self.tokenizer.convert_ids_to_tokens(self.placeholder_token_id())
+        rendered, notes = render_chat(
+            source,
             mc_text(sample.question, sample.options),
-            system=self.system_prompt,
+            self.system_prompt,
+            mode=self.system_mode,
+            video_text=video_text,
         )
+        bos = self.tokenizer.bos_token
+        if bos and rendered.text.startswith(bos) and self.tokenizer("x").input_ids[:1] == [self.tokenizer.bos_token_id]:
+            rendered = rendered.without_prefix(bos)
+        self.prompt_notes = notes
+        return rendered
 
     def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict[str, torch.Tensor]:
         """Expanded ids and pixel inputs for one prompt and its frames (`sample` for per-video metadata)."""
@@ -160,7 +197,7 @@ class HFVideoAdapter(ModelAdapter):
         if len(placeholders) != 1:
             raise AdapterError(
                 f"the rendered prompt has {len(placeholders)} video placeholders; flowcheck needs exactly one "
-                "(check the chat template renders one video)"
+                f"(check that the chat template, {self.prompt_notes.get('template', 'unknown')}, renders one video)"
             )
         p = placeholders[0]
         model_inputs = {

@@ -167,6 +167,7 @@ class InternVLChatAdapter(SplicedVideoAdapter):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **options: Any) -> InternVLChatAdapter:
+        cls.check_options(name_or_path, options)
         folder = checkpoint_folder(name_or_path, options.get("revision"))
         config = json.loads((folder / "config.json").read_text())
         model = InternVLChatModel(config, options.get("attn_implementation") or "sdpa")

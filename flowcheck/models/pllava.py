@@ -125,6 +125,7 @@ class PllavaAdapter(SplicedVideoAdapter):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **options: Any) -> PllavaAdapter:
+        cls.check_options(name_or_path, options)
         folder = checkpoint_folder(name_or_path, options.get("revision"))
         config = json.loads((folder / "config.json").read_text())
         if "pooling_shape" not in config:  # an image LLaVA-NeXT checkpoint run as the paper's baseline

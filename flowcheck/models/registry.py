@@ -147,12 +147,16 @@ def load(
     num_frames: int = 8,
     revision: str | None = None,
     family: str | None = None,
+    system_mode: str = "auto",
 ) -> ModelAdapter:
     """Load a checkpoint (hub id or local folder) with the adapter its config names.
 
     `dtype` is ``float32``, ``bfloat16`` or ``float16``. Remote model code runs only with
     `trust_remote_code=True`. `family` forces an adapter (e.g. ``"pllava"`` to run an image LLaVA-NeXT
     checkpoint through the paper's 8-frame pooled pipeline); a name may also say ``NAME@family``.
+    `system_mode` places the system prompt of chat-template families: ``"auto"`` (a system turn, or
+    folded into the user turn when the template rejects one), ``"turn"``, ``"fold"`` or ``"drop"``;
+    the authors' own conversation formats (PLLaVA, InternVL-chat) accept only ``"auto"``.
     """
     if family is None and "@" in name_or_path:
         name_or_path, family = name_or_path.rsplit("@", 1)
@@ -169,4 +173,5 @@ def load(
         num_frames=num_frames,
         revision=revision,
         config=config,
+        system_mode=system_mode,
     )

@@ -121,6 +121,25 @@ class SplicedVideoAdapter(ModelAdapter):
     prompt_head: str
     prompt_tail: str
 
+    @property
+    def prompt_notes(self) -> dict[str, str]:
+        """How the prompt is rendered, for the report's run table (the same keys as HFVideoAdapter's)."""
+        return {
+            "template": "the authors' conversation format (official-protocol.md 6.2), no chat template",
+            "system": "the authors' system prompt, as in their conversation",
+            "content": "one image placeholder, replaced by the video embeddings",
+        }
+
+    @staticmethod
+    def check_options(name_or_path: str, options: dict) -> None:
+        """The authors' conversation is fixed: only the default system prompt mode applies."""
+        mode = options.get("system_mode") or "auto"
+        if mode != "auto":
+            raise AdapterError(
+                f"{name_or_path}: system_mode {mode!r} does not apply to the authors' conversation format, "
+                "whose system prompt is part of the paper's protocol; use the default 'auto'"
+            )
+
     @classmethod
     def load_tokenizer(cls, name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
         return tokenizer_from_files(name_or_path, revision)
@@ -137,11 +156,12 @@ class SplicedVideoAdapter(ModelAdapter):
         """How many equal frame spans the video's tokens form (one per input frame unless pooled in time)."""
         return len(frames)
 
-    def prompt(self, sample: Sample) -> tuple[str, dict[str, CharSpan]]:
+    @classmethod
+    def prompt(cls, sample: Sample) -> tuple[str, dict[str, CharSpan]]:
         """The conversation text with the character spans of the question, its parts and the options."""
         mc = mc_text(sample.question, sample.options)
-        text = self.prompt_head + mc.text + self.prompt_tail + ANSWER_PREFIX
-        u = len(self.prompt_head)
+        text = cls.prompt_head + mc.text + cls.prompt_tail + ANSWER_PREFIX
+        u = len(cls.prompt_head)
         spans = {
             "question": mc.question.shifted(u),
             "question_only": mc.question_only.shifted(u),

@@ -12,17 +12,16 @@ import torch.nn.functional as F
 from families import (
     assert_local_knockout_and_fast_engine,
     assert_question_and_answer_prefix,
-    authors_question,
     spliced_last_logits,
     spliced_reference_logits,
     word_tokenizer,
 )
+from protocol_text import conversation
 from safetensors.torch import save_file
 from tiny_checkpoint import synthetic_sample
 from transformers import CLIPImageProcessor, Phi3Config, Phi3ForCausalLM
 
 import flowcheck
-from flowcheck.prompt import SYSTEM_MVBENCH
 
 SPECIALS = ["<s>", "</s>", "<img>", "</img>", "<IMG_CONTEXT>", "<|user|>", "<|assistant|>", "<|end|>"]
 VIT = dict(hidden_size=32, heads=2, intermediate=64, layers=2, image_size=32, patch_size=8)
@@ -181,12 +180,7 @@ def internvit(weights: dict[str, torch.Tensor], pixels: torch.Tensor, qk_norm: b
 
 def reference_logits(checkpoint, sample, frames) -> torch.Tensor:
     _, vision, llm, tokenizer, ps_version, qk_norm = checkpoint
-    prompt = (
-        SYSTEM_MVBENCH
-        + " <|user|>\n<img><IMG_CONTEXT></img>\n <|user|>\n"
-        + authors_question(sample)
-        + " <|assistant|>\nBest option:("
-    )
+    prompt = conversation("phi3", sample.question, sample.options)  # the protocol's text
     ids = tokenizer(prompt).input_ids
     processor = CLIPImageProcessor(
         size={"shortest_edge": 32},

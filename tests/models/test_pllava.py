@@ -11,17 +11,16 @@ import torch
 import torch.nn.functional as F
 from families import (
     assert_question_and_answer_prefix,
-    authors_question,
     spliced_last_logits,
     spliced_reference_logits,
     word_tokenizer,
 )
+from protocol_text import conversation
 from safetensors.torch import save_file
 from tiny_checkpoint import synthetic_sample
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
 import flowcheck
-from flowcheck.prompt import SYSTEM_MVBENCH
 
 TEMPLATE = "{{ messages }}"  # PLLaVA does not use a chat template: the adapter writes the authors' prompt
 
@@ -81,7 +80,7 @@ def checkpoint(tmp_path_factory):
 def reference_logits(checkpoint, sample, frames) -> torch.Tensor:
     """PLLaVA's forward written out independently."""
     folder, clip, llama, projector, tokenizer = checkpoint
-    prompt = SYSTEM_MVBENCH + " USER: <image>\n USER: " + authors_question(sample) + " ASSISTANT:" + "Best option:("
+    prompt = conversation("llava", sample.question, sample.options)  # the protocol's text
     ids = tokenizer(prompt).input_ids
     pixels = CLIPImageProcessor.from_pretrained(folder)(list(frames), return_tensors="pt")["pixel_values"]
     with torch.no_grad():
