@@ -87,6 +87,16 @@ def _dtype(value: Any) -> str:
     return text
 
 
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise OptionError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
 def _shard(value: Any) -> tuple[int, int] | None:
     if value in (None, ""):
         return None
@@ -205,6 +215,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("seed", "--flow-seed", "seed of every random choice (bootstrap, random pruning control)", _int, 0),
     OptionSpec(
+        "system_prompt",
+        "--flow-system-prompt",
+        "where chat-template models get the system prompt: auto (a system turn, folded into the user turn when "
+        "the template refuses one), turn, fold or drop",
+        _choice("auto", "turn", "fold", "drop"),
+        "auto",
+        metavar="MODE",
+    ),
+    OptionSpec(
         "claims",
         "--flow-claims",
         "extra claims registry file(s) (TOML): per-model thresholds and expected failures (repeatable)",
@@ -223,6 +242,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("no_report", "--flow-no-report", "do not write reports/<run>/", _bool, False, switch=True),
 )
+
+# Each option by name, for commands that accept some of the same options (e.g. `flowcheck verify`).
+SPECS = {spec.name: spec for spec in OPTIONS}
 
 # Environment variables flowcheck sets for itself (never read as user options).
 INTERNAL_ENV = ("FLOWCHECK_PINNED",)

@@ -168,6 +168,7 @@ class FlowSession:
                 name=model,
                 dtype=self.options.dtype,
                 device=self.options.device,
+                system_mode=self.options.system_prompt,
                 trust_remote_code=self.options.trust_remote_code,
             )
         return self._handles[model]

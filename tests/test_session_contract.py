@@ -33,3 +33,14 @@ def test_a_failing_contract_stops_the_model_before_any_number(tmp_path: Path, mo
         session.results("tiny-video-ft", "synthetic")
     assert not computed
     assert session.verification("tiny-video-ft").summary() == "contract FAILED: video_span"
+
+
+def test_the_system_prompt_mode_is_part_of_every_cached_result_s_identity():
+    from flowcheck.analyses.contract import model_identity
+    from flowcheck.analyses.runner import result_identity
+    from flowcheck.models.handle import ModelHandle
+
+    auto, drop = ModelHandle("tiny-video-ft"), ModelHandle("tiny-video-ft", system_mode="drop")
+    assert result_identity(auto) == {"model": auto.fingerprint(), "dtype": "float32", "frames": 8}  # old keys kept
+    assert result_identity(drop) == {**result_identity(auto), "system_mode": "drop"}
+    assert model_identity(auto)["system_mode"] == "auto" and model_identity(drop)["system_mode"] == "drop"

@@ -100,6 +100,7 @@ class Verification:
     checks: tuple[Check, ...]
     prompt: str
     cached: bool = False
+    prompt_notes: dict[str, str] = dataclasses.field(default_factory=dict)  # how the chat template rendered
 
     @property
     def ok(self) -> bool:
@@ -490,17 +491,25 @@ def sample_digest(sample: Sample, frames: Any) -> str:
 
 def model_identity(model: ModelAdapter | ModelHandle) -> dict[str, Any]:
     """What a verification depends on besides the sample: checkpoint fingerprint, adapter family, dtype,
-    device type and frames per video. A `ModelHandle` gives it without loading weights."""
+    device type, frames per video and system-prompt mode. A `ModelHandle` gives it without loading weights."""
     if isinstance(model, ModelHandle):
         family = model.forced_family or adapter_class(model.config, None, model.path).family
         device = torch.device(model.options.get("device") or "cpu").type
-        return dict(model=model.fingerprint(), family=family, dtype=model.dtype, device=device, frames=model.num_frames)
+        return dict(
+            model=model.fingerprint(),
+            family=family,
+            dtype=model.dtype,
+            device=device,
+            frames=model.num_frames,
+            system_mode=model.options.get("system_mode") or "auto",
+        )
     return dict(
         model=model.fingerprint(),
         family=model.family,
         dtype=_dtype_name(model),
         device=model.device.type,
         frames=model.num_frames,
+        system_mode=getattr(model, "system_mode", None) or "auto",
     )
 
 
@@ -568,6 +577,7 @@ def verify(
         version=__version__,
         checks=checks,
         prompt=marked_prompt(adapter, enc),
+        prompt_notes=dict(getattr(adapter, "prompt_notes", None) or {}),
     )
     if cache is not None:
         cache.put(CACHE_KIND, key, result.to_json())

@@ -111,6 +111,17 @@ def sample_fingerprint(sample: Sample) -> str:
     return digest.hexdigest()[:24]
 
 
+def result_identity(model: ModelHandle) -> dict:
+    """What every cached result of `model` depends on besides the sample and the analysis parameters: weights,
+    dtype, frames, a family chosen by name and a non-default system-prompt mode (each changes the numbers)."""
+    identity = {"model": model.fingerprint(), "dtype": model.dtype, "frames": model.num_frames}
+    if model.forced_family:
+        identity["family"] = model.forced_family
+    if (model.options.get("system_mode") or "auto") != "auto":
+        identity["system_mode"] = model.options["system_mode"]
+    return identity
+
+
 def pathway_for(model: ModelHandle, plan: AnalysisPlan) -> PathwaySpec:
     """The plan's spec, else the paper's scaled 7B spec (per-model specs come through the plan)."""
     if plan.pathway is not None:
@@ -166,9 +177,7 @@ def run_analyses(
             "multi_token": keywords.multi_token,
         }
     frames_cache = frame_cache or FrameCache(max_items=8)
-    base_description = {"model": results.fingerprint, "dtype": model.dtype, "frames": model.num_frames}
-    if model.forced_family:  # the same weights through another pipeline give other results
-        base_description["family"] = model.forced_family
+    base_description = result_identity(model)
     bar = tqdm(samples, desc=f"{Path(model.name).name}: {dataset}", unit="sample", disable=not progress)
     for sample in bar:
         bar.set_postfix(computed=results.computed, cached=results.cached, skipped=skipped_before + len(results.skipped))

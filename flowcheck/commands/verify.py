@@ -41,6 +41,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="result cache: a verification already there is read, not recomputed (default .flowcheck-cache)",
     )
+    parser.add_argument(
+        "--flow-system-prompt",
+        dest="system_mode",
+        type=SPECS["system_prompt"].parse,
+        default=SPECS["system_prompt"].default,
+        metavar="MODE",
+        help=SPECS["system_prompt"].help,
+    )
+    parser.add_argument(
+        "--flow-data-dir",
+        dest="data_dir",
+        type=SPECS["data_dir"].parse,
+        default=None,
+        metavar="DIR",
+        help=SPECS["data_dir"].help,
+    )
     parser.add_argument("--no-cache", action="store_true", help="always recompute (and do not store)")
     parser.add_argument("--json", action="store_true", help="print the verification as JSON")
 
@@ -57,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     ((dataset, root),) = args.data.items()
     try:
-        samples, _ = load_dataset(dataset, root, [args.task] if args.task else None)
+        samples, _ = load_dataset(dataset, root, [args.task] if args.task else None, data_dir=args.data_dir)
         sample = choose_sample(samples, args.task, args.sample_id)
         frames = FrameCache(max_items=1).get(FrameRequest.of(sample, args.frames))
         model = ModelHandle(
@@ -66,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             num_frames=args.frames,
             trust_remote_code=args.trust_remote_code,
+            system_mode=args.system_mode,
         )
     except (LookupError, OSError, ValueError, RuntimeError) as err:
         print(f"flowcheck verify: {err}", file=sys.stderr)
@@ -85,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"sample  {result.sample_id} ({dataset}), {args.frames} frames" + ("; from the cache" if result.cached else "")
     )
+    if result.prompt_notes:
+        print("template " + "; ".join(f"{k}: {v}" for k, v in result.prompt_notes.items()))
     print("\nprompt sent to the model, spans marked [name> ... <name]:\n")
     print(result.prompt)
     print()

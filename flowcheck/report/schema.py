@@ -62,6 +62,7 @@ class ModelInfo(_Strict):
     fingerprint: StrictStr | None = None
     layers: StrictInt | None = None
     contract: StrictStr | None = None  # the adapter contract's verdict (flowcheck verify)
+    prompt: StrictStr | None = None  # which chat template rendered the prompt, where the system text went
     error: StrictStr | None = None
 
 

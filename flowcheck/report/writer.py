@@ -235,6 +235,8 @@ def _metadata(session, started: float, root: Path) -> dict:
             info.update(path=str(handle.path), fingerprint=handle.fingerprint(), layers=handle.num_layers)
             verification = session.verification(model, compute=False)
             info["contract"] = verification.summary() if verification is not None else "not verified in this run"
+            if verification is not None and verification.prompt_notes:
+                info["prompt"] = "; ".join(f"{k}: {v}" for k, v in verification.prompt_notes.items())
         except Exception as err:
             info["error"] = str(err)
         models.append(info)
