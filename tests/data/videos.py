@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -24,3 +25,50 @@ def write_index_video(path: Path, count: int, fps: int = 10) -> Path:
 def frame_indices(frames: np.ndarray) -> list[int]:
     """Invert `index_frames` on decoded frames."""
     return [round(f.mean() / 6) for f in frames]
+
+
+def write_timed_video(
+    path: Path,
+    count: int,
+    *,
+    fps: float | Fraction = 10,
+    times_ms: list[int] | None = None,
+    codec: str = "libx264rgb",
+    size: int = 32,
+) -> Path:
+    """Index frames (`index_frames`) at a possibly fractional constant `fps`, or shown at `times_ms`
+    (milliseconds, a variable frame rate: each frame's pts in a 1/1000 s time base), with `codec`
+    ("libx264rgb" lossless; "libsvtav1" for AV1, which decord cannot open)."""
+    import av
+
+    frames = index_frames(count, size)
+    rate = Fraction(fps).limit_denominator(1000)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width = stream.height = size
+        if codec == "libx264rgb":
+            stream.pix_fmt, stream.options = "rgb24", {"crf": "0", "preset": "ultrafast", "bf": "0"}
+        else:
+            stream.pix_fmt = "yuv420p"
+        if times_ms is not None:
+            stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        for i, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if times_ms is not None:
+                picture.pts, picture.time_base = times_ms[i], Fraction(1, 1000)
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def can_encode(codec: str) -> bool:
+    """Whether this machine's PyAV can encode `codec`."""
+    import av
+
+    try:
+        av.codec.Codec(codec, "w")
+    except Exception:
+        return False
+    return True
