@@ -69,7 +69,7 @@ class Qwen25VLAdapter(_QwenAdapter):
         inputs = self.timed_processor_inputs(text, video)
         if "second_per_grid_ts" not in inputs:
             patch = int(self.model.config.vision_config.temporal_patch_size)
-            inputs["second_per_grid_ts"] = [patch / video.metadata().sampled_fps]
+            inputs["second_per_grid_ts"] = torch.tensor([patch / video.metadata().sampled_fps])
         return inputs
 
 

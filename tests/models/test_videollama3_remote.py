@@ -348,3 +348,18 @@ def test_a_family_chosen_by_name_has_its_own_cached_results(checkpoint, tmp_path
     for name, expected in ((str(folder), computed), (authors, computed), (str(folder), cached), (authors, cached)):
         results = run_analyses(flowcheck.load(name), samples, plan, cache, dataset="synthetic", progress=False)
         assert (results.computed, results.cached) == expected, name
+
+
+def test_frame_labels_are_the_real_times_of_the_decoded_frames(checkpoint, tmp_path):
+    from videos import write_timed_video
+
+    from flowcheck.data.frames import read_frames
+
+    folder, _, _, _, sample, _ = checkpoint
+    adapter = flowcheck.load(str(folder))
+    # 12.5 fps, 38 frames: the segment centres 2, 7, 11, 16, 20, 25, 30, 34 are shown at 0.08 s per index
+    video = read_frames(write_timed_video(tmp_path / "clip.mp4", 38, fps=12.5, size=64), 8)
+    enc = adapter.encode(sample, video)
+    tok = adapter.tokenizer
+    labels = [tok.decode(enc.input_ids[f.start : f.end]).replace(" ", "").lstrip(",")[:8] for f in enc.layout.frames]
+    assert labels == ["Time0.2s", "Time0.6s", "Time0.9s", "Time1.3s", "Time1.6s", "Time2.0s", "Time2.4s", "Time2.7s"]
