@@ -20,7 +20,7 @@ from flowcheck.analyses.pruning import PruningSample, prune_sample, scaled_paper
 from flowcheck.analyses.records import Baseline, KnockoutRecord, SampleSweep
 from flowcheck.analyses.sweep import sweep_sample
 from flowcheck.cache import ResultCache, cache_key
-from flowcheck.data.frames import FrameCache, FrameRequest, VideoError
+from flowcheck.data.frames import FRAME_RULE, FrameCache, FrameRequest, VideoError
 from flowcheck.data.report import Skipped
 from flowcheck.data.sample import Sample
 from flowcheck.edges import PathwaySpec, paper_conditions, parse_layer_range, resolve_conditions, sweep_windows
@@ -157,7 +157,12 @@ def run_analyses(
             "multi_token": keywords.multi_token,
         }
     frames_cache = frame_cache or FrameCache(max_items=8)
-    base_description = {"model": results.fingerprint, "dtype": model.dtype, "frames": model.num_frames}
+    base_description = {
+        "model": results.fingerprint,
+        "dtype": model.dtype,
+        "frames": model.num_frames,
+        "frame_rule": FRAME_RULE,
+    }
     if model.forced_family:  # the same weights through another pipeline give other results
         base_description["family"] = model.forced_family
     bar = tqdm(samples, desc=f"{Path(model.name).name}: {dataset}", unit="sample", disable=not progress)

@@ -30,6 +30,10 @@ from flowcheck.data.video import VariableFrameRateWarning, VideoFrames
 
 BACKENDS = ("decord", "pyav")
 RATE_VARIATION = 0.10  # warn when a frame's duration differs from the median by more than this fraction
+TIME_BASE_SLACK = 0.001  # s: a 1 ms container time base rounds constant durations (e.g. 8 / 9 ms at 120 fps)
+# How frames are chosen and timed; part of the result cache key, so results computed from frames chosen or
+# labelled another way (index / average fps, invented times) are never served again.
+FRAME_RULE = "presentation-times-1"
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -45,12 +49,12 @@ class VideoError(RuntimeError):
 
 def rate_varies(times: list[float], tolerance: float = RATE_VARIATION) -> bool:
     """Whether any frame duration (difference of successive presentation times) is more than
-    `tolerance` away from the median duration."""
+    `tolerance` (a fraction) away from the median duration, beyond the rounding of a 1 ms time base."""
     if len(times) < 3:
         return False
     durations = np.diff(np.asarray(times))
     median = float(np.median(durations))
-    return median <= 0 or bool(np.any(np.abs(durations - median) > tolerance * median))
+    return median <= 0 or bool(np.any(np.abs(durations - median) > max(tolerance * median, TIME_BASE_SLACK) + 1e-9))
 
 
 def _warn_variable_rate(path: Path, times: list[float]) -> None:
@@ -77,8 +81,8 @@ def _rate(fps: float | None, times: list[float]) -> float:
 
 def _select(path: Path, times: list[float], fps: float, num_frames: int, start, end) -> list[int]:
     """Indices of the frames to decode, chosen on the presentation `times`; warns once per variable-rate file."""
-    if any(b <= a for a, b in pairwise(times)):
-        raise VideoError(path, "the frames' presentation times are not increasing")
+    if any(b <= a for a, b in pairwise(times)):  # a backend's fault as much as the file's: let the next one try
+        raise RuntimeError("the frames' presentation times are not increasing")
     if rate_varies(times):
         _warn_variable_rate(path, times)
     try:

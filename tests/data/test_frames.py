@@ -185,3 +185,12 @@ def test_frames_without_times_say_so():
         untimed.metadata()
     declared = VideoFrames.from_array(index_frames(4), fps=2.0)
     assert declared.times == (0.0, 0.5, 1.0, 1.5) and declared.metadata().fps == 2.0
+
+
+def test_rate_variation_is_judged_beyond_the_rounding_of_a_millisecond_time_base():
+    from flowcheck.data.frames import rate_varies
+
+    at_120fps_in_ms = [round(i * 1000 / 120) / 1000 for i in range(60)]  # durations 8 and 9 ms: constant rate
+    assert not rate_varies(at_120fps_in_ms)
+    assert rate_varies([t / 1000 for t in VFR_MS])  # 50 then 150 ms
+    assert not rate_varies([i * 0.08 for i in range(38)]) and rate_varies([0.0, 0.1, 0.2, 0.32, 0.42])
