@@ -18,14 +18,13 @@ class SmolVLMAdapter(HFVideoAdapter):
     model_types = ("smolvlm",)
     description = "SmolVLM2 (per-frame image blocks with timestamps; needs num2words)"
     model_class = SmolVLMForConditionalGeneration
+    needs_times = True  # "Frame from mm:ss" labels and the video's duration
 
     def placeholder_token_id(self) -> int:
         return int(self.tokenizer.convert_tokens_to_ids(self.processor.video_token))
 
     def video_token_id(self) -> int:
         return int(self.processor.image_token_id)
-
-    needs_times = True
 
     def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict:
         """Per-frame ``Frame from mm:ss`` labels and the intro's duration from the frames' real times."""

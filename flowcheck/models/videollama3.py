@@ -24,8 +24,7 @@ class VideoLlama3Adapter(HFVideoAdapter):
     description = "VideoLLaMA3, transformers format (per-frame blocks with timestamps, no token compression)"
     model_class = VideoLlama3ForConditionalGeneration
     system_prompt = None  # the authors' VideoLLaMA3 prompt has no system message
-
-    needs_times = True
+    needs_times = True  # "Time t s:" before every frame
 
     def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict:
         """``Time t s:`` labels from the frames' real times; token compression off, as the protocol runs."""
