@@ -38,9 +38,15 @@ def test_a_failing_contract_stops_the_model_before_any_number(tmp_path: Path, mo
 def test_the_system_prompt_mode_is_part_of_every_cached_result_s_identity():
     from flowcheck.analyses.contract import model_identity
     from flowcheck.analyses.runner import result_identity
+    from flowcheck.data.frames import FRAME_RULE
     from flowcheck.models.handle import ModelHandle
 
     auto, drop = ModelHandle("tiny-video-ft"), ModelHandle("tiny-video-ft", system_mode="drop")
-    assert result_identity(auto) == {"model": auto.fingerprint(), "dtype": "float32", "frames": 8}  # old keys kept
+    assert result_identity(auto) == {
+        "model": auto.fingerprint(),
+        "dtype": "float32",
+        "frames": 8,
+        "frame_rule": FRAME_RULE,
+    }
     assert result_identity(drop) == {**result_identity(auto), "system_mode": "drop"}
     assert model_identity(auto)["system_mode"] == "auto" and model_identity(drop)["system_mode"] == "drop"

@@ -20,7 +20,7 @@ from flowcheck.analyses.pruning import PruningSample, prune_sample, scaled_paper
 from flowcheck.analyses.records import Baseline, KnockoutRecord, SampleSweep
 from flowcheck.analyses.sweep import sweep_sample
 from flowcheck.cache import ResultCache, cache_key
-from flowcheck.data.frames import FrameCache, FrameRequest, VideoError
+from flowcheck.data.frames import FRAME_RULE, FrameCache, FrameRequest, VideoError
 from flowcheck.data.report import Skipped
 from flowcheck.data.sample import Sample
 from flowcheck.edges import PathwaySpec, paper_conditions, parse_layer_range, resolve_conditions, sweep_windows
@@ -113,8 +113,14 @@ def sample_fingerprint(sample: Sample) -> str:
 
 def result_identity(model: ModelHandle) -> dict:
     """What every cached result of `model` depends on besides the sample and the analysis parameters: weights,
-    dtype, frames, a family chosen by name and a non-default system-prompt mode (each changes the numbers)."""
-    identity = {"model": model.fingerprint(), "dtype": model.dtype, "frames": model.num_frames}
+    dtype, frames and the rule that picks them, a family chosen by name and a non-default system-prompt mode (each
+    changes the numbers)."""
+    identity = {
+        "model": model.fingerprint(),
+        "dtype": model.dtype,
+        "frames": model.num_frames,
+        "frame_rule": FRAME_RULE,
+    }
     if model.forced_family:
         identity["family"] = model.forced_family
     if (model.options.get("system_mode") or "auto") != "auto":

@@ -1,22 +1,42 @@
-"""Decode the frames a model sees: decord first, PyAV as a fallback, with a per-video cache."""
+"""Decode the frames a model sees, with their presentation times: decord first, PyAV as a fallback, cached.
+
+Frames are chosen by presentation time (`segment_centre_frames`: the authors' segment-centre rule,
+official-protocol.md 6.4, on the container's timestamps), and each backend reports the times of the
+frames it actually decoded, so a fallback never loses them. PyAV seeks to the key frame before each
+wanted frame and decodes forward, keeping only the frames it returns: memory does not grow with the
+video's length.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
+import warnings
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from flowcheck.data.sample import Sample
-from flowcheck.data.sampling import segment_centre_indices
+from flowcheck.data.sampling import segment_centre_frames
+from flowcheck.data.video import VariableFrameRateWarning, VideoFrames
 
 BACKENDS = ("decord", "pyav")
+RATE_VARIATION = 0.10  # warn when a frame's duration differs from the median by more than this fraction
+TIME_BASE_SLACK = 0.001  # s: a 1 ms container time base rounds constant durations (e.g. 8 / 9 ms at 120 fps)
+# How frames are chosen and timed; part of the result cache key, so results computed from frames chosen or
+# labelled another way (index / average fps, invented times) are never served again.
+FRAME_RULE = "presentation-times-1"
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
 
 
 class VideoError(RuntimeError):
@@ -27,31 +47,113 @@ class VideoError(RuntimeError):
         self.path, self.reason = str(path), reason
 
 
-def _read_decord(path: Path, num_frames: int, start: float | None, end: float | None) -> np.ndarray:
+def rate_varies(times: list[float], tolerance: float = RATE_VARIATION) -> bool:
+    """Whether any frame duration (difference of successive presentation times) is more than
+    `tolerance` (a fraction) away from the median duration, beyond the rounding of a 1 ms time base."""
+    if len(times) < 3:
+        return False
+    durations = np.diff(np.asarray(times))
+    median = float(np.median(durations))
+    return median <= 0 or bool(np.any(np.abs(durations - median) > max(tolerance * median, TIME_BASE_SLACK) + 1e-9))
+
+
+def _warn_variable_rate(path: Path, times: list[float]) -> None:
+    key = str(path.resolve())
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    durations = np.diff(np.asarray(times))
+    warnings.warn(
+        f"{path}: variable frame rate (frame durations {durations.min() * 1000:.0f}..{durations.max() * 1000:.0f} ms); "
+        "frames are chosen and labelled by their presentation times",
+        VariableFrameRateWarning,
+        stacklevel=3,
+    )
+
+
+def _rate(fps: float | None, times: list[float]) -> float:
+    """The stream's average fps, or (when the container gives none) frames per second of its timestamps."""
+    if fps and fps > 0:
+        return float(fps)
+    return (len(times) - 1) / times[-1] if len(times) > 1 and times[-1] > 0 else 1.0
+
+
+def _select(path: Path, times: list[float], fps: float, num_frames: int, start, end) -> list[int]:
+    """Indices of the frames to decode, chosen on the presentation `times`; warns once per variable-rate file."""
+    if any(b <= a for a, b in pairwise(times)):  # a backend's fault as much as the file's: let the next one try
+        raise RuntimeError("the frames' presentation times are not increasing")
+    if rate_varies(times):
+        _warn_variable_rate(path, times)
+    try:
+        return segment_centre_frames(times, fps, num_frames, start, end)
+    except ValueError as err:
+        raise VideoError(path, str(err)) from None
+
+
+def _read_decord(path: Path, num_frames: int, start: float | None, end: float | None) -> VideoFrames:
     import decord
 
     reader = decord.VideoReader(str(path), num_threads=1)
     total = len(reader)
     if total == 0:
         raise VideoError(path, "the video has no frames")
-    indices = segment_centre_indices(total, float(reader.get_avg_fps()), num_frames, start, end)
-    return reader.get_batch(indices).asnumpy()
+    stamps = reader.get_frame_timestamp(list(range(total)))[:, 0]
+    times = [round(float(t - stamps[0]), 6) for t in stamps]  # decord gives float32 seconds
+    fps = _rate(float(reader.get_avg_fps()), times)
+    indices = _select(path, times, fps, num_frames, start, end)
+    frames = reader.get_batch(indices).asnumpy()
+    return VideoFrames(
+        frames, tuple(indices), tuple(times[i] for i in indices), fps, total, "decord", str(path), rate_varies(times)
+    )
 
 
-def _read_pyav(path: Path, num_frames: int, start: float | None, end: float | None) -> np.ndarray:
+def _read_pyav(path: Path, num_frames: int, start: float | None, end: float | None) -> VideoFrames:
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-        fps = float(stream.average_rate or stream.guessed_rate or 1)
-    if not frames:
-        raise VideoError(path, "the video has no frames")
-    indices = segment_centre_indices(len(frames), fps, num_frames, start, end)
-    return np.stack([frames[i] for i in indices])
+        # one pass over the packets (no decoding): every frame's timestamp and the key frames
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None]
+        if not packets:
+            raise VideoError(path, "the video has no frames")
+        packets.sort()
+        pts = [p for p, _ in packets]
+        keys = [p for p, key in packets if key] or pts[:1]
+        base, unit = pts[0], float(stream.time_base)
+        times = [round((p - base) * unit, 6) for p in pts]
+        fps = _rate(float(stream.average_rate or stream.guessed_rate or 0), times)
+        indices = _select(path, times, fps, num_frames, start, end)
+        frames: dict[int, np.ndarray] = {}
+        decoded = None  # the running decoder and the timestamp it last returned
+        for index in sorted(set(indices)):
+            wanted = pts[index]
+            key = keys[max(0, bisect_right(keys, wanted) - 1)]
+            if decoded is None or not (key <= decoded[1] < wanted):
+                container.seek(key, stream=stream, backward=True, any_frame=False)
+                decoded = [container.decode(stream), None]
+            for frame in decoded[0]:
+                decoded[1] = frame.pts
+                if frame.pts is not None and frame.pts >= wanted:
+                    break
+            else:
+                raise VideoError(path, f"pyav: the frame at {times[index]:.3f} s could not be decoded")
+            if decoded[1] != wanted:
+                raise VideoError(path, f"pyav: decoding reached {decoded[1]} instead of the frame at pts {wanted}")
+            frames[index] = frame.to_ndarray(format="rgb24")
+    return VideoFrames(
+        np.stack([frames[i] for i in indices]),
+        tuple(indices),
+        tuple(times[i] for i in indices),
+        fps,
+        len(pts),
+        "pyav",
+        str(path),
+        rate_varies(times),
+    )
 
 
-_READERS: dict[str, Callable[[Path, int, float | None, float | None], np.ndarray]] = {
+_READERS: dict[str, Callable[[Path, int, float | None, float | None], VideoFrames]] = {
     "decord": _read_decord,
     "pyav": _read_pyav,
 }
@@ -63,11 +165,14 @@ def read_frames(
     start: float | None = None,
     end: float | None = None,
     backend: str = "auto",
-) -> np.ndarray:
-    """uint8 [T, H, W, 3] frames at segment centres of [start, end] (the whole video without bounds).
+) -> VideoFrames:
+    """`num_frames` frames at segment centres of [start, end] seconds (the whole video without bounds).
 
-    ``backend="auto"`` tries decord and falls back to PyAV; a video neither can read raises
-    `VideoError` naming the file.
+    Returns a `VideoFrames`: uint8 [T, H, W, 3] frames, their stream indices, their presentation times
+    (seconds, from the container's timestamps), the stream's average fps and the backend that decoded
+    them. ``backend="auto"`` tries decord and falls back to PyAV; a video neither can read raises
+    `VideoError` naming the file. Warns (`VariableFrameRateWarning`, once per file) when the frame
+    rate varies by more than 10 %.
     """
     path = Path(path)
     if not path.exists():
@@ -80,7 +185,7 @@ def read_frames(
     errors = []
     for name in order:
         try:
-            frames = _READERS[name](path, num_frames, start, end)
+            video = _READERS[name](path, num_frames, start, end)
         except VideoError:
             raise
         except ImportError as err:
@@ -89,28 +194,8 @@ def read_frames(
         except Exception as err:  # the decoders raise their own types for corrupt files
             errors.append(f"{name}: {type(err).__name__}: {err}")
             continue
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise VideoError(path, f"decoded frames have shape {frames.shape} and dtype {frames.dtype}")
-        return frames
+        return video
     raise VideoError(path, "unreadable video (" + "; ".join(errors) + ")")
-
-
-def frame_times(path: Path | str, num_frames: int = 8, start: float | None = None, end: float | None = None):
-    """Seconds of the frames `read_frames` returns (segment centres), or None when the video cannot be opened."""
-    try:
-        import decord
-
-        reader = decord.VideoReader(str(path), num_threads=1)
-        fps = float(reader.get_avg_fps())
-        indices = segment_centre_indices(len(reader), fps, num_frames, start, end)
-    except Exception:  # a missing or unreadable file: the caller decides what to label frames with
-        return None
-    return [index / fps for index in indices]
-
-
-def sample_frame_times(sample: Sample, num_frames: int) -> list[float]:
-    """Seconds of a sample's sampled frames; one second apart when its video cannot be opened (frames given)."""
-    return frame_times(sample.video, num_frames, sample.start, sample.end) or [float(i) for i in range(num_frames)]
 
 
 @dataclass(frozen=True)
@@ -134,45 +219,67 @@ class FrameRequest:
 
 
 class FrameCache:
-    """An in-memory LRU of decoded frames, optionally backed by ``.npy`` files in a directory."""
+    """An in-memory LRU of decoded `VideoFrames`, optionally backed by ``.npz`` files (frames and times) in a folder."""
 
     def __init__(self, max_items: int = 256, directory: Path | None = None, backend: str = "auto") -> None:
         self.max_items, self.directory, self.backend = max_items, directory, backend
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[str, VideoFrames] = OrderedDict()
         self._lock = threading.Lock()
         self.decoded = 0  # videos actually decoded (cache misses)
 
-    def get(self, request: FrameRequest) -> np.ndarray:
+    def get(self, request: FrameRequest) -> VideoFrames:
         key = request.key()
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        frames = self._from_disk(key)
-        if frames is None:
-            frames = read_frames(request.path, request.num_frames, request.start, request.end, self.backend)
+        video = self._from_disk(key)
+        if video is None:
+            video = read_frames(request.path, request.num_frames, request.start, request.end, self.backend)
             with self._lock:
                 self.decoded += 1
-            self._to_disk(key, frames)
+            self._to_disk(key, video)
         with self._lock:
-            self._items[key] = frames
+            self._items[key] = video
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
-        return frames
+        return video
 
-    def _from_disk(self, key: str) -> np.ndarray | None:
+    def _from_disk(self, key: str) -> VideoFrames | None:
         if self.directory is None:
             return None
-        path = self.directory / f"{key}.npy"
-        return np.load(path) if path.exists() else None
+        path = self.directory / f"{key}.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as stored:
+            meta = json.loads(str(stored["meta"]))
+            return VideoFrames(
+                stored["frames"],
+                tuple(meta["indices"]),
+                None if meta["times"] is None else tuple(meta["times"]),
+                meta["fps"],
+                meta["total_frames"],
+                meta["backend"],
+                meta["path"],
+                meta["variable_rate"],
+            )
 
-    def _to_disk(self, key: str, frames: np.ndarray) -> None:
+    def _to_disk(self, key: str, video: VideoFrames) -> None:
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f"{key}.{threading.get_ident()}.tmp.npy"
-        np.save(tmp, frames)
-        tmp.replace(self.directory / f"{key}.npy")
+        meta = {
+            "indices": list(video.indices),
+            "times": None if video.times is None else list(video.times),
+            "fps": video.fps,
+            "total_frames": video.total_frames,
+            "backend": video.backend,
+            "path": video.path,
+            "variable_rate": video.variable_rate,
+        }
+        tmp = self.directory / f"{key}.{threading.get_ident()}.tmp.npz"
+        np.savez(tmp, frames=video.frames, meta=np.asarray(json.dumps(meta)))
+        tmp.replace(self.directory / f"{key}.npz")
 
 
 def read_many(
@@ -182,12 +289,12 @@ def read_many(
     workers: int = 2,
     cache: FrameCache | None = None,
     progress: bool = True,
-) -> dict[str, np.ndarray | VideoError]:
+) -> dict[str, VideoFrames | VideoError]:
     """Frames of many samples, decoded in a thread pool; failures come back as `VideoError` values."""
     samples = list(samples)
     cache = cache or FrameCache(max_items=len(samples) or 1)
 
-    def one(sample: Sample) -> np.ndarray | VideoError:
+    def one(sample: Sample) -> VideoFrames | VideoError:
         try:
             return cache.get(FrameRequest.of(sample, num_frames))
         except VideoError as err:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from flowcheck.data.sample import Sample
+from flowcheck.data.video import VideoFrames
 from flowcheck.engine import Decoder, LMInputs, find_decoder
 from flowcheck.layout import TokenLayout
 
@@ -64,6 +65,7 @@ class ModelAdapter(ABC):
     family: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    needs_times: ClassVar[bool] = False  # the processor or prompt shows the frames' times to the model
 
     def __init__(self, model: nn.Module, processor: Any, *, name: str, num_frames: int) -> None:
         self.model = model.eval()
@@ -94,8 +96,26 @@ class ModelAdapter(ABC):
         return AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
 
     @abstractmethod
-    def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
-        """Encode a sample whose video frames ([T, H, W, 3] uint8) were already decoded."""
+    def encode(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
+        """Encode a sample whose video frames were already decoded (`read_frames`' `VideoFrames`).
+
+        A bare uint8 [T, H, W, 3] array is accepted only by families that show no frame times to the
+        model; the others raise `AdapterError` (see `video_input`).
+        """
+
+    def video_input(self, frames: VideoFrames | np.ndarray) -> VideoFrames:
+        """`frames` as `VideoFrames`; raises `AdapterError` when this family needs times and they are unknown.
+
+        A family whose processor or prompt takes frame times (`needs_times`) never invents them: frames
+        given without times are refused rather than labelled 0, 1, 2, ... s.
+        """
+        video = frames if isinstance(frames, VideoFrames) else VideoFrames.untimed(np.asarray(frames))
+        if self.needs_times and (video.times is None or not video.fps):
+            raise AdapterError(
+                f"{self.family} shows the frames' times to the model, but these frames carry none; pass the "
+                "VideoFrames that flowcheck.data.frames.read_frames returns (or VideoFrames.from_array with the fps)"
+            )
+        return video
 
     def fingerprint(self) -> str:
         """Identity of the checkpoint for the result cache: folder contents, or the hub commit."""

@@ -17,6 +17,7 @@ import torch
 from transformers import AutoProcessor
 
 from flowcheck.data.sample import OPTION_LETTERS, Sample
+from flowcheck.data.video import VideoFrames
 from flowcheck.layout import Span, TokenLayout
 from flowcheck.models.base import AdapterError, EncodedSample, ModelAdapter
 from flowcheck.models.capture import capture_decoder_inputs, lm_inputs_from_capture
@@ -157,9 +158,27 @@ class HFVideoAdapter(ModelAdapter):
         self.prompt_notes = notes
         return rendered
 
-    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict[str, torch.Tensor]:
-        """Expanded ids and pixel inputs for one prompt and its frames (`sample` for per-video metadata)."""
-        return dict(self.processor(text=text, videos=[list(frames)], return_tensors="pt"))
+    def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict[str, torch.Tensor]:
+        """Expanded ids and pixel inputs for one prompt and its frames (with their times and stream metadata)."""
+        return dict(self.processor(text=text, videos=[list(video.frames)], return_tensors="pt"))
+
+    def timed_processor_inputs(self, text: str, video: VideoFrames, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """The processor's inputs for frames already sampled (no resampling) with their real times.
+
+        The times reach the processor as transformers' own `VideoMetadata` (`VideoFrames.metadata`:
+        fps, frame indices, total frames, duration), from which every processor derives its timestamps
+        and Qwen2.5-VL its ``second_per_grid_ts``.
+        """
+        return dict(
+            self.processor(
+                text=text,
+                videos=[list(video.frames)],
+                video_metadata=[video.metadata()],
+                do_sample_frames=False,
+                return_tensors="pt",
+                **kwargs,
+            )
+        )
 
     def temporal_groups(self, model_inputs: dict[str, Any], frames: np.ndarray) -> int:
         """How many temporal groups one block of video tokens holds (default: one per frame)."""
@@ -188,7 +207,9 @@ class HFVideoAdapter(ModelAdapter):
         return tuple(Span(a, b) for a, b in pairwise(bounds))
 
     # -- the shared encoder ------------------------------------------------------------------------
-    def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
+    def encode(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
+        video_frames = self.video_input(frames)
+        frames = video_frames.frames
         rendered = self.render(sample)
         plain = self.tokenizer(rendered.text, return_offsets_mapping=True)
         ids, offsets = list(plain["input_ids"]), [tuple(o) for o in plain["offset_mapping"]]
@@ -202,7 +223,7 @@ class HFVideoAdapter(ModelAdapter):
         p = placeholders[0]
         model_inputs = {
             k: v.to(self.device) if isinstance(v, torch.Tensor) else v
-            for k, v in self.processor_inputs(rendered.text, frames, sample).items()
+            for k, v in self.processor_inputs(rendered.text, video_frames, sample).items()
         }
         expanded = model_inputs["input_ids"][0].cpu()
         head, tail = _common_ends(ids, expanded.tolist())

@@ -6,10 +6,10 @@ context tokens carry the visual embeddings, so each frame is its own block (with
 
 from __future__ import annotations
 
-import numpy as np
 from transformers import InternVLForConditionalGeneration
 
 from flowcheck.data.sample import Sample
+from flowcheck.data.video import VideoFrames
 from flowcheck.models.hf_native import HFVideoAdapter
 from flowcheck.models.registry import register
 
@@ -27,5 +27,5 @@ class InternVLAdapter(HFVideoAdapter):
     def video_token_id(self) -> int:
         return int(self.processor.image_token_id)
 
-    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict:
-        return dict(self.processor(text=text, videos=[list(frames)], return_tensors="pt"))
+    def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict:
+        return dict(self.processor(text=text, videos=[list(video.frames)], return_tensors="pt"))

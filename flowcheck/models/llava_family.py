@@ -13,6 +13,7 @@ import numpy as np
 from transformers import LlavaOnevisionForConditionalGeneration, VideoLlavaForConditionalGeneration
 
 from flowcheck.data.sample import Sample
+from flowcheck.data.video import VideoFrames
 from flowcheck.layout import Span
 from flowcheck.models.base import AdapterError
 from flowcheck.models.hf_native import HFVideoAdapter
@@ -45,5 +46,5 @@ class VideoLlavaAdapter(HFVideoAdapter):
     description = "Video-LLaVA (LanguageBind; every frame's patches and CLS)"
     model_class = VideoLlavaForConditionalGeneration
 
-    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict:
-        return dict(self.processor(text=text, videos=[np.asarray(frames)], return_tensors="pt"))
+    def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict:
+        return dict(self.processor(text=text, videos=[np.asarray(video.frames)], return_tensors="pt"))

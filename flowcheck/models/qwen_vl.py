@@ -21,15 +21,19 @@ from transformers import (
 )
 
 from flowcheck.data.sample import Sample
+from flowcheck.data.video import VideoFrames
 from flowcheck.models.base import EncodedSample
 from flowcheck.models.hf_native import HFVideoAdapter
 from flowcheck.models.registry import register
 
 
 class _QwenAdapter(HFVideoAdapter):
-    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict[str, torch.Tensor]:
-        # the frames were already sampled at segment centres: the processor must not resample them
-        return dict(self.processor(text=text, videos=[list(frames)], do_sample_frames=False, return_tensors="pt"))
+    needs_times = True
+
+    def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict[str, torch.Tensor]:
+        # the frames were already sampled at segment centres: the processor must not resample them; it gets
+        # their real times (transformers' VideoMetadata) for timestamps and temporal positions
+        return self.timed_processor_inputs(text, video)
 
     def temporal_groups(self, model_inputs: dict[str, Any], frames: np.ndarray) -> int:
         return int(model_inputs["video_grid_thw"][0][0])
@@ -41,6 +45,10 @@ class Qwen2VLAdapter(_QwenAdapter):
     model_types = ("qwen2_vl",)
     description = "Qwen2-VL (multimodal rotary positions; 2 frames per temporal group)"
     model_class = Qwen2VLForConditionalGeneration
+    needs_times = False  # Qwen2-VL's temporal positions count groups; no time reaches the model
+
+    def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict[str, torch.Tensor]:
+        return dict(self.processor(text=text, videos=[list(video.frames)], do_sample_frames=False, return_tensors="pt"))
 
 
 @register
@@ -49,6 +57,20 @@ class Qwen25VLAdapter(_QwenAdapter):
     model_types = ("qwen2_5_vl",)
     description = "Qwen2.5-VL (multimodal rotary positions with absolute time)"
     model_class = Qwen2_5_VLForConditionalGeneration
+
+    def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict[str, torch.Tensor]:
+        """The processor's inputs with ``second_per_grid_ts`` (seconds per temporal group) from the real fps.
+
+        Qwen2_5_VLProcessor (what Qwen2.5-VL checkpoints ship) derives it from the metadata; a checkpoint
+        whose preprocessor names Qwen2VLProcessor gives none, and the model would then assume 1 s per
+        group, so it is added by the same rule: temporal_patch_size / sampled fps, where sampled fps =
+        frames shown / total frames * fps (transformers' ``VideoMetadata.sampled_fps``).
+        """
+        inputs = self.timed_processor_inputs(text, video)
+        if "second_per_grid_ts" not in inputs:
+            patch = int(self.model.config.vision_config.temporal_patch_size)
+            inputs["second_per_grid_ts"] = torch.tensor([patch / video.metadata().sampled_fps])
+        return inputs
 
 
 def deepstack_suffix(extra: dict[str, Any], start: int, first_layer: int, rows: int) -> dict[str, Any]:
@@ -71,6 +93,8 @@ def deepstack_suffix(extra: dict[str, Any], start: int, first_layer: int, rows: 
 
 @register
 class Qwen3VLAdapter(_QwenAdapter):
+    """Qwen3-VL: the processor writes ``<t seconds>`` before each temporal group, from the real times."""
+
     family = "qwen3-vl"
     model_types = ("qwen3_vl",)
     description = "Qwen3-VL (per-frame timestamps, deepstack visual features)"

@@ -4,10 +4,10 @@ image tokens."""
 
 from __future__ import annotations
 
-import numpy as np
 from transformers import SmolVLMForConditionalGeneration
 
 from flowcheck.data.sample import Sample
+from flowcheck.data.video import VideoFrames
 from flowcheck.models.hf_native import HFVideoAdapter
 from flowcheck.models.registry import register
 
@@ -18,6 +18,7 @@ class SmolVLMAdapter(HFVideoAdapter):
     model_types = ("smolvlm",)
     description = "SmolVLM2 (per-frame image blocks with timestamps; needs num2words)"
     model_class = SmolVLMForConditionalGeneration
+    needs_times = True  # "Frame from mm:ss" labels and the video's duration
 
     def placeholder_token_id(self) -> int:
         return int(self.tokenizer.convert_tokens_to_ids(self.processor.video_token))
@@ -25,5 +26,6 @@ class SmolVLMAdapter(HFVideoAdapter):
     def video_token_id(self) -> int:
         return int(self.processor.image_token_id)
 
-    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict:
-        return dict(self.processor(text=text, videos=[list(frames)], do_sample_frames=False, return_tensors="pt"))
+    def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict:
+        """Per-frame ``Frame from mm:ss`` labels and the intro's duration from the frames' real times."""
+        return self.timed_processor_inputs(text, video)

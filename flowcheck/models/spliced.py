@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from flowcheck.data.sample import Sample
+from flowcheck.data.video import VideoFrames
 from flowcheck.engine import LMInputs
 from flowcheck.layout import Span, TokenLayout
 from flowcheck.models.base import AdapterError, EncodedSample, ModelAdapter
@@ -175,7 +176,8 @@ class SplicedVideoAdapter(ModelAdapter):
         processed = self.processor["image_processor"](list(frames), return_tensors="pt")
         return processed["pixel_values"].to(self.device, self.dtype)
 
-    def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
+    def encode(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
+        frames = self.video_input(frames).frames  # the prompt shows no frame times
         text, spans = self.prompt(sample)
         video = self.model.video_embeddings(self.pixel_values(frames))
         return encode_spliced(

@@ -26,8 +26,8 @@ from transformers.image_transforms import resize
 from transformers.image_utils import ChannelDimension, PILImageResampling
 from transformers.models.video_llama_3.image_processing_pil_video_llama_3 import VideoLlama3ImageProcessorPil
 
-from flowcheck.data.frames import sample_frame_times
 from flowcheck.data.sample import Sample
+from flowcheck.data.video import VideoFrames
 from flowcheck.layout import Span, TokenLayout
 from flowcheck.models.base import AdapterError, EncodedSample
 from flowcheck.models.capture import capture_decoder_inputs, lm_inputs_from_capture
@@ -211,6 +211,7 @@ class VideoLlama3RemoteAdapter(HFVideoAdapter):
     description = "VideoLLaMA3 remote-code format (the paper's VideoLLaMA3-7B), loaded into transformers' class"
     model_class = VideoLlama3ForConditionalGeneration
     answer_prefix = ASSISTANT_HEAD  # no answer prefix: the letter follows the assistant turn's opening
+    needs_times = True  # "Time t s:" before every frame
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **options: Any) -> VideoLlama3RemoteAdapter:
@@ -257,10 +258,10 @@ class VideoLlama3RemoteAdapter(HFVideoAdapter):
     def video_token_id(self) -> int:
         return int(self.model.config.video_token_id)
 
-    def processor_inputs(self, text: str, frames: np.ndarray, sample: Sample) -> dict[str, torch.Tensor]:
+    def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict[str, torch.Tensor]:
         """Model inputs of an already rendered prompt (one <image> per visual token) and its frames."""
         ids = torch.tensor(self.tokenizer(text)["input_ids"])
-        return self.model_inputs(ids, self.processor.video_inputs(frames))
+        return self.model_inputs(ids, self.processor.video_inputs(video.frames))
 
     def model_inputs(self, ids: torch.Tensor, video_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The VLM's keyword arguments for token ids and video inputs, on the model's device and dtype."""
@@ -269,15 +270,22 @@ class VideoLlama3RemoteAdapter(HFVideoAdapter):
         inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.dtype)
         return inputs
 
-    def render_for(self, sample: Sample, video_inputs: dict[str, torch.Tensor]) -> tuple[str, dict[str, CharSpan]]:
-        """The authors' prompt for a sample whose frames were preprocessed into `video_inputs`."""
+    def render_for(
+        self, sample: Sample, video: VideoFrames, video_inputs: dict[str, torch.Tensor]
+    ) -> tuple[str, dict[str, CharSpan]]:
+        """The authors' prompt for a sample whose frames (with their real times, `video`) were preprocessed
+        into `video_inputs`."""
         count, height, width = video_inputs["video_grid_thw"][0].tolist()
+        if count != len(video) or video.times is None:
+            raise AdapterError(f"{count} preprocessed frames but {len(video)} frames with times {video.times}")
         per_frame = height * width // self.processor.merge_size**2
-        return authors_prompt(sample, sample_frame_times(sample, count), per_frame)
+        return authors_prompt(sample, list(video.times), per_frame)
 
-    def encode(self, sample: Sample, frames: np.ndarray) -> EncodedSample:
+    def encode(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
+        video_frames = self.video_input(frames)
+        frames = video_frames.frames
         video_inputs = self.processor.video_inputs(frames)
-        text, spans = self.render_for(sample, video_inputs)
+        text, spans = self.render_for(sample, video_frames, video_inputs)
         enc = self.tokenizer(text, return_offsets_mapping=True)
         ids, offsets = torch.tensor(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
         n = len(ids)

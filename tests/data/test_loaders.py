@@ -56,7 +56,7 @@ def test_tvbench_root_loads_with_bounds_for_the_bounded_tasks(tmp_path):
     seq, mov = samples[0], samples[1]
     assert (seq.start, seq.end, seq.answer_index, seq.answer_letter) == (1.0, 3.0, 1, "B")
     assert (mov.start, mov.end) == (None, None)  # moving_direction is not a bounded task
-    frames = read_frames(seq.video, 8, seq.start, seq.end)
+    frames = read_frames(seq.video, 8, seq.start, seq.end).frames
     assert frame_indices(frames) == segment_centre_indices(40, 10.0, 8, 1.0, 3.0)
     assert tvbench.task_id("action_sequence") == 3 and tvbench.display_name("object_count") == "Object Count"
 

@@ -39,8 +39,8 @@ def test_generation_is_deterministic(bench, tmp_path):
     write_benchmark(tmp_path, seed=7, per_task=PER_TASK, tasks=["object_count"], progress=False)
     assert (tmp_path / "json" / "object_count.json").read_text() == (bench / "json" / "object_count.json").read_text()
     entry = json.loads((bench / "json" / "object_count.json").read_text())[3]
-    a = read_frames(bench / "video" / "object_count" / entry["video"])
-    b = read_frames(tmp_path / "video" / "object_count" / entry["video"])
+    a = read_frames(bench / "video" / "object_count" / entry["video"]).frames
+    b = read_frames(tmp_path / "video" / "object_count" / entry["video"]).frames
     assert np.array_equal(a, b)
     other = tmp_path / "other"
     write_benchmark(other, seed=8, per_task=PER_TASK, tasks=["object_count"], progress=False)
@@ -53,7 +53,7 @@ def test_decoded_frames_are_exactly_the_generated_slots(tmp_path):
         video = generate_group(task, rng)[0]
         assert source_frames(video).shape[0] == 16
         write_mp4(tmp_path / f"{task}.mp4", source_frames(video))
-        assert np.array_equal(read_frames(tmp_path / f"{task}.mp4", 8), video.slots), task
+        assert np.array_equal(read_frames(tmp_path / f"{task}.mp4", 8).frames, video.slots), task
 
 
 def test_answers_are_balanced_over_letters(bench):
@@ -87,15 +87,17 @@ def test_temporal_questions_are_unanswerable_from_single_frames_and_from_the_fra
             assert len(members) == len(members[0]["candidates"]), task
             multisets = set()
             for m in members:
-                frames = read_frames(bench / "video" / task / m["video"], 8)
+                frames = read_frames(bench / "video" / task / m["video"], 8).frames
                 multisets.add(tuple(sorted(_digest(f) for f in frames)))
             assert len(multisets) == 1, f"{task}: twins do not share their frames"
-            orders = {tuple(_digest(f) for f in read_frames(bench / "video" / task / m["video"], 8)) for m in members}
+            orders = {
+                tuple(_digest(f) for f in read_frames(bench / "video" / task / m["video"], 8).frames) for m in members
+            }
             assert len(orders) == len(members), f"{task}: twins must differ in frame order"
 
 
 def test_spatial_questions_are_answerable_from_one_frame(bench):
     entries = json.loads((bench / "json" / f"{SPATIAL_TASK}.json").read_text())
     for e in entries[:6]:
-        frames = read_frames(bench / "video" / SPATIAL_TASK / e["video"], 8)
+        frames = read_frames(bench / "video" / SPATIAL_TASK / e["video"], 8).frames
         assert all(np.array_equal(f, frames[0]) for f in frames)

@@ -81,6 +81,7 @@ def save_qwen2_vl(folder: Path, layers: int = 4, version: str = "qwen2_vl") -> P
     from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
         Qwen2VLImageProcessor,
@@ -93,7 +94,11 @@ def save_qwen2_vl(folder: Path, layers: int = 4, version: str = "qwen2_vl") -> P
     )
 
     tokenizer = word_tokenizer(
-        QWEN_SPECIALS, ["system", "user", "assistant"], QWEN_TEMPLATE, pad_token="<|endoftext|>", eos_token="<|im_end|>"
+        QWEN_SPECIALS,
+        ["system", "user", "assistant", "<", ">", "seconds"],  # Qwen3-VL writes "<0.4 seconds>" before each group
+        QWEN_TEMPLATE,
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
     )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     text = tiny_text_config(
@@ -174,7 +179,9 @@ def save_qwen2_vl(folder: Path, layers: int = 4, version: str = "qwen2_vl") -> P
                 fullatt_block_indexes=[0],
             )
         model = cls_model(cls_config(text_config=text, vision_config=vision, **tokens))
-        processor = Qwen2VLProcessor(
+        # the processor class real checkpoints of each version ship (Qwen2.5-VL's adds second_per_grid_ts)
+        processor_class = Qwen2VLProcessor if version == "qwen2_vl" else Qwen2_5_VLProcessor
+        processor = processor_class(
             image_processor=Qwen2VLImageProcessor(**image_kwargs),
             tokenizer=tokenizer,
             video_processor=Qwen2VLVideoProcessor(**video_kwargs),

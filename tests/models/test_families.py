@@ -18,6 +18,7 @@ from tiny_checkpoint import save_tiny_checkpoint, synthetic_sample
 
 import flowcheck
 from flowcheck.analyses import contract
+from flowcheck.data.video import VideoFrames
 from flowcheck.edges import Condition, make_window, paper_conditions
 from flowcheck.models.hf_native import _runs
 
@@ -41,7 +42,8 @@ def family(request, tmp_path_factory):
     adapter = flowcheck.load(str(build(tmp_path_factory.mktemp(request.param))))
     sample, frames = synthetic_sample("action_sequence")
     frames = np.repeat(np.repeat(frames, scale, axis=1), scale, axis=2)  # Qwen needs >= 56 px for 2x2 merges
-    return request.param, name, adapter, sample, frames
+    # consecutive frames of a 1 fps video: families that show times to the model refuse frames without them
+    return request.param, name, adapter, sample, VideoFrames.from_array(frames, fps=1.0)
 
 
 ONE_BLOCK = ("llava_next_video", "llava_onevision", "video_llava", "qwen2_vl", "qwen2_5_vl")

@@ -20,6 +20,7 @@ from tiny_checkpoint import synthetic_sample
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 import flowcheck
+from flowcheck.data.video import VideoFrames
 from flowcheck.models.videollama3_remote import frame_size
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
@@ -137,6 +138,11 @@ def checkpoint(tmp_path_factory):
     return folder, vision, llm, tokenizer, sample, frames
 
 
+def at_1fps(frames: np.ndarray) -> VideoFrames:
+    """The synthetic frames as consecutive frames of a 1 fps video: "Time 0.0s", "Time 1.0s", ... below."""
+    return VideoFrames.from_array(frames, fps=1.0)
+
+
 def authors_prompt_text(sample, tokens_per_frame: int, times: list[float]) -> str:
     """official-protocol.md 6.2, written out independently of flowcheck."""
     video = ",".join(f"Time {t:.1f}s:" + "<image>" * tokens_per_frame for t in times)
@@ -220,17 +226,17 @@ def test_remote_checkpoint_matches_a_direct_reimplementation(checkpoint):
     adapter = flowcheck.load(str(folder))
     assert adapter.family == "videollama3-remote" and adapter.num_layers == 3
     sample, frames = checkpoint[4], checkpoint[5]
-    enc = adapter.encode(sample, frames)
+    enc = adapter.encode(sample, at_1fps(frames))
     assert (spliced_last_logits(adapter, enc) - reference_logits(checkpoint)).abs().max() <= 1e-5
 
 
 def test_decoder_inputs_reproduce_the_vlm_forward(checkpoint):
     folder, _, _, _, sample, frames = checkpoint
     adapter = flowcheck.load(str(folder))
-    enc = adapter.encode(sample, frames)
-    text, _ = adapter.render_for(sample, adapter.processor.video_inputs(frames))
+    enc = adapter.encode(sample, at_1fps(frames))
+    text, _ = adapter.render_for(sample, at_1fps(frames), adapter.processor.video_inputs(frames))
     with torch.no_grad():
-        full = adapter.model(**adapter.processor_inputs(text, frames, sample)).logits[0, -1]
+        full = adapter.model(**adapter.processor_inputs(text, at_1fps(frames), sample)).logits[0, -1]
     assert (full - spliced_last_logits(adapter, enc)).abs().max() <= 1e-5
 
 
@@ -247,7 +253,7 @@ def test_the_authors_eager_vision_attention_is_reproduced_by_name(checkpoint):
     folder, *_ = checkpoint
     adapter = flowcheck.load(f"{folder}@videollama3-remote-authors")
     assert adapter.family == "videollama3-remote-authors"
-    enc = adapter.encode(checkpoint[4], checkpoint[5])
+    enc = adapter.encode(checkpoint[4], at_1fps(checkpoint[5]))
     logits = spliced_last_logits(adapter, enc)
     assert (logits - reference_logits(checkpoint, eager=True)).abs().max() <= 1e-5
     assert (logits - reference_logits(checkpoint)).abs().max() > 1e-3  # it is not the per-frame encoder
@@ -259,7 +265,7 @@ def test_only_the_authors_vision_attention_mixes_frames(checkpoint):
     changed[-1] = 255 - changed[-1]  # only the last frame differs
     for family, mixes in (("videollama3-remote", False), ("videollama3-remote-authors", True)):
         adapter = flowcheck.load(f"{folder}@{family}")
-        a, b = adapter.encode(sample, frames), adapter.encode(sample, changed)
+        a, b = adapter.encode(sample, at_1fps(frames)), adapter.encode(sample, at_1fps(changed))
         first = a.layout.frames[0]
         moved = a.inputs.inputs_embeds[0, first.start : first.end] - b.inputs.inputs_embeds[0, first.start : first.end]
         assert (moved.abs().max() > 1e-4) == mixes, family
@@ -268,7 +274,7 @@ def test_only_the_authors_vision_attention_mixes_frames(checkpoint):
 def test_the_prompt_and_layout_are_the_authors(checkpoint):
     folder, _, _, tokenizer, sample, frames = checkpoint
     adapter = flowcheck.load(str(folder))
-    enc = adapter.encode(sample, frames)
+    enc = adapter.encode(sample, at_1fps(frames))
     assert enc.input_ids.tolist() == tokenizer(authors_prompt_text(sample, 4, [float(i) for i in range(8)])).input_ids
     layout, tok = enc.layout, adapter.tokenizer
 
@@ -292,7 +298,7 @@ def test_the_prompt_and_layout_are_the_authors(checkpoint):
 
 def test_knockouts_are_local_and_the_fast_engine_equals_the_plain_one(checkpoint):
     adapter = flowcheck.load(str(checkpoint[0]))
-    assert_local_knockout_and_fast_engine(adapter, adapter.encode(checkpoint[4], checkpoint[5]), batch_size=4)
+    assert_local_knockout_and_fast_engine(adapter, adapter.encode(checkpoint[4], at_1fps(checkpoint[5])), batch_size=4)
 
 
 @pytest.mark.parametrize(
@@ -342,3 +348,18 @@ def test_a_family_chosen_by_name_has_its_own_cached_results(checkpoint, tmp_path
     for name, expected in ((str(folder), computed), (authors, computed), (str(folder), cached), (authors, cached)):
         results = run_analyses(flowcheck.load(name), samples, plan, cache, dataset="synthetic", progress=False)
         assert (results.computed, results.cached) == expected, name
+
+
+def test_frame_labels_are_the_real_times_of_the_decoded_frames(checkpoint, tmp_path):
+    from videos import write_timed_video
+
+    from flowcheck.data.frames import read_frames
+
+    folder, _, _, _, sample, _ = checkpoint
+    adapter = flowcheck.load(str(folder))
+    # 12.5 fps, 38 frames: the segment centres 2, 7, 11, 16, 20, 25, 30, 34 are shown at 0.08 s per index
+    video = read_frames(write_timed_video(tmp_path / "clip.mp4", 38, fps=12.5, size=64), 8)
+    enc = adapter.encode(sample, video)
+    tok = adapter.tokenizer
+    labels = [tok.decode(enc.input_ids[f.start : f.end]).replace(" ", "").lstrip(",")[:8] for f in enc.layout.frames]
+    assert labels == ["Time0.2s", "Time0.6s", "Time0.9s", "Time1.3s", "Time1.6s", "Time2.0s", "Time2.4s", "Time2.7s"]
