@@ -24,8 +24,18 @@ FAMILY_MODULES: list[str] = [
 
 _FAMILIES: dict[str, type[ModelAdapter]] = {}
 
-# config.json keys that describe a vision part (transformers' VLM configs, LLaVA/PLLaVA, InternVL-chat, VideoLLaMA3).
-VISION_KEYS = ("vision_config", "vision_tower", "mm_vision_tower", "vision_encoder", "vision_encoder_config")
+
+def is_text_only(model_type: str) -> bool:
+    """Whether transformers knows `model_type` as a causal language model only (no image-text-to-text,
+    vision-to-sequence or multimodal class): the library that owns the model types decides."""
+    from transformers.models.auto import modeling_auto as auto
+
+    multimodal = (
+        auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+        getattr(auto, "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES", {}),
+        getattr(auto, "MODEL_FOR_VISION_2_SEQ_MAPPING_NAMES", {}),
+    )
+    return model_type in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not any(model_type in m for m in multimodal)
 
 
 def register(cls: type[ModelAdapter]) -> type[ModelAdapter]:
@@ -49,11 +59,10 @@ def adapter_for_model_type(model_type: str, config: dict | None = None) -> type[
         if model_type in cls.model_types and cls.accepts(config or {}):
             return cls
     supported = ", ".join(f"{name} ({', '.join(cls.model_types)})" for name, cls in sorted(families().items()))
-    if config is not None and not any(key in config for key in VISION_KEYS):
+    if is_text_only(model_type):
         raise AdapterError(
-            f"model_type {model_type!r} is a text-only model (its config.json has no vision part: none of "
-            f"{', '.join(VISION_KEYS)}); flowcheck analyses video LLMs. Supported families (config model_type): "
-            f"{supported}."
+            f"model_type {model_type!r} is a text-only language model (transformers has no image-text-to-text "
+            f"class for it); flowcheck analyses video LLMs. Supported families (config model_type): {supported}."
         )
     raise AdapterError(
         f"no flowcheck adapter for model_type {model_type!r}. Supported families (config model_type): "

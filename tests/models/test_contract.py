@@ -17,6 +17,7 @@ import flowcheck
 from flowcheck.analyses import contract
 from flowcheck.cache import ResultCache
 from flowcheck.cli import main
+from flowcheck.data.video import VideoFrames
 from flowcheck.layout import Span
 
 
@@ -42,7 +43,8 @@ def qwen(tmp_path_factory):
     """A tiny Qwen2.5-VL (3D rotary positions) with one sample upscaled to its 2x2 merge size."""
     adapter = flowcheck.load(str(save_qwen2_vl(tmp_path_factory.mktemp("qwen25"), version="qwen2_5_vl")))
     sample, frames = synthetic_sample("action_sequence")
-    return adapter, sample, np.repeat(np.repeat(frames, 2, axis=1), 2, axis=2)
+    # Qwen needs >= 56 px for 2x2 merges; it shows frame times, so the frames carry them (1 fps)
+    return adapter, sample, VideoFrames.from_array(np.repeat(np.repeat(frames, 2, axis=1), 2, axis=2), fps=1.0)
 
 
 def test_verify_command_passes_on_the_bundled_checkpoint_and_reads_the_cache_second(
@@ -177,7 +179,7 @@ def test_a_knockout_reaching_earlier_rows_fails_local_knockout(bundled, monkeypa
 def test_qwen3_deepstack_not_sliced_for_the_suffix_fails_fast_engine(tmp_path, monkeypatch):
     adapter = flowcheck.load(str(save_qwen2_vl(tmp_path / "q3", version="qwen3_vl")))
     sample, frames = synthetic_sample("action_sequence")
-    frames = np.repeat(np.repeat(frames, 2, axis=1), 2, axis=2)
+    frames = VideoFrames.from_array(np.repeat(np.repeat(frames, 2, axis=1), 2, axis=2), fps=1.0)
     enc = adapter.encode(sample, frames)
     broken = dataclasses.replace(enc, inputs=dataclasses.replace(enc.inputs, suffix_extra=None))
     assert contract.check_fast_engine(adapter, enc, 1e-5).verdict == "pass"

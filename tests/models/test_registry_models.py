@@ -110,3 +110,13 @@ def test_the_bare_llava_next_image_checkpoint_is_refused_clearly(resolve):
     """The old registry entry: an image LLaVA-NeXT checkpoint without @pllava has no adapter."""
     with pytest.raises(AdapterError, match="no flowcheck adapter for model_type 'llava_next'"):
         resolve("llava-hf/llava-v1.6-vicuna-7b-hf")
+
+
+def test_a_text_only_checkpoint_is_named_as_such_by_transformers_own_model_types():
+    from flowcheck.models.base import AdapterError
+    from flowcheck.models.registry import adapter_for_model_type
+
+    with pytest.raises(AdapterError, match="'llama' is a text-only language model"):
+        adapter_for_model_type("llama", {"model_type": "llama"})
+    with pytest.raises(AdapterError, match="no flowcheck adapter for model_type 'llava_next'"):
+        adapter_for_model_type("llava_next", {"model_type": "llava_next"})  # an image VLM, not text-only
