@@ -149,6 +149,8 @@ def self_check(decoder: Decoder, base: Baseline, inputs: LMInputs) -> bool:
     for a, shared in ((0, True), (decoder.num_layers // 2, False)):
         try:
             logits = _suffix_logits(decoder, base, inputs, inputs.n - 1, a, 1, shared)
+        except torch.OutOfMemoryError:
+            raise
         except RuntimeError as err:  # e.g. an attention module that never read its shared prefix
             warnings.warn(f"flowcheck: fast-engine self-check failed: {err}", stacklevel=3)
             return False
@@ -196,6 +198,105 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class FastScorer:
+    """One sample's baseline forward and self-check, reusable by several `score` calls.
+
+    `ok` is False when the self-check failed (then `score_fast` falls back to the plain strategy).
+    `overhead_positions` is the staggering cost model's per-layer overhead in positions, measured here:
+    one layer of the self-check's one-position forward over one position-layer of the baseline forward.
+    """
+
+    @torch.inference_mode()
+    def __init__(self, decoder: Decoder, inputs: LMInputs) -> None:
+        self.decoder, self.inputs = decoder, inputs
+        self.device = inputs.inputs_embeds.device
+        _sync(self.device)
+        started = time.perf_counter()
+        self.base = Baseline(decoder, inputs)
+        _sync(self.device)
+        checked = time.perf_counter()
+        self.ok = self_check(decoder, self.base, inputs)
+        _sync(self.device)
+        n, layers = inputs.n, decoder.num_layers
+        per_layer_one = (time.perf_counter() - checked) / (layers + layers - layers // 2)
+        per_position_layer = max(checked - started, 1e-9) / (n * layers)
+        self.overhead_positions = min(float(n), per_layer_one / per_position_layer)
+
+    @torch.inference_mode()
+    def score(
+        self,
+        knockouts: Sequence[Knockout],
+        watch_ids: Sequence[int],
+        progress: Callable[[int], None] | None = None,
+        batch_size: int | None = None,
+        memory_budget_mb: float | None = None,
+        overhead_positions: float | None = None,
+    ) -> tuple[Scored, list[Scored]]:
+        """Baseline and knocked-out scores (see `score_fast`); requires `ok`."""
+        if not self.ok:
+            raise RuntimeError("the fast engine's self-check failed on this model: use the plain strategy")
+        decoder, inputs, base, device = self.decoder, self.inputs, self.base, self.device
+        watch = torch.as_tensor(list(watch_ids), dtype=torch.long)
+        n, layers = inputs.n, decoder.num_layers
+        if overhead_positions is None:
+            overhead_positions = self.overhead_positions
+        baseline = _score_logits(base.logits, watch)[0]
+        results: list[Scored | None] = [None] * len(knockouts)
+        items = []
+        for index, ko in enumerate(knockouts):
+            p = ko.earliest_query(n)
+            if not ko.plan or p >= n:  # nothing changes: the baseline
+                results[index] = baseline
+                if progress is not None:
+                    progress(1)
+                continue
+            items.append((index, p, ko.first_layer))
+        memory = MemoryModel.of(decoder.config, n, decoder.dtype)
+        if batch_size:
+            max_rows = lambda p: batch_size  # noqa: E731
+        else:
+            budget = (
+                memory_budget_mb * 2**20
+                if memory_budget_mb is not None
+                else default_budget_bytes(memory, device, MIN_DEFAULT_BUDGET_MB)
+            )
+            max_rows = lambda p: rows_for_budget(memory, n - p, _shared(n, p), budget)  # noqa: E731
+
+        cap = [len(knockouts)]  # rows per forward known to fit after an out-of-memory error
+
+        def run(p: int, chunk: Sequence[int]) -> None:
+            if len(chunk) > cap[0]:
+                size = cap[0]  # fixed here: a retry below may lower cap[0] while the pieces run
+                for start in range(0, len(chunk), size):
+                    run(p, chunk[start : start + size])
+                return
+            group = [knockouts[i] for i in chunk]
+            a = min(ko.first_layer for ko in group)
+            try:
+                with knockout_plan(decoder, _row_masks(group, n, p, device)):
+                    logits = _suffix_logits(decoder, base, inputs, p, a, len(group), _shared(n, p))
+            except torch.OutOfMemoryError as err:
+                if len(chunk) == 1:
+                    raise RuntimeError(
+                        "out of memory recomputing a single knockout (one batch row): use a larger device, "
+                        "a smaller dtype or a shorter input"
+                    ) from err
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                cap[0] = len(chunk) // 2  # halve the batch and retry, and keep later batches at most this large
+                warnings.warn(f"flowcheck: out of memory with {len(chunk)} rows; retrying with {cap[0]}", stacklevel=2)
+                run(p, sorted(chunk, key=lambda i: knockouts[i].first_layer))
+                return
+            for i, scored in zip(chunk, _score_logits(logits, watch), strict=True):
+                results[i] = scored
+            if progress is not None:
+                progress(len(group))
+
+        for batch in plan_batches(items, n, layers, max_rows, overhead_positions):
+            run(batch.start, batch.indices)
+        return baseline, results  # type: ignore[return-value]
+
+
 @torch.inference_mode()
 def score_fast(
     decoder: Decoder,
@@ -211,74 +312,15 @@ def score_fast(
 
     `batch_size` fixes the rows per forward; otherwise they follow `memory_budget_mb` (default: see
     `batching.default_budget_bytes`). `overhead_positions` is the staggering cost model's per-layer overhead in
-    positions (`batching.plan_batches`); by default it is measured on this sample (self-check vs baseline
-    timings). Neither changes the numbers, only how knockouts are batched.
+    positions (`batching.plan_batches`); by default it is measured on this sample (`FastScorer`). Neither
+    changes the numbers, only how knockouts are batched.
     """
-    watch = torch.as_tensor(list(watch_ids), dtype=torch.long)
-    device = inputs.inputs_embeds.device
-    _sync(device)
-    started = time.perf_counter()
-    base = Baseline(decoder, inputs)
-    _sync(device)
-    checked = time.perf_counter()
-    if not self_check(decoder, base, inputs):
+    scorer = FastScorer(decoder, inputs)
+    if not scorer.ok:
         warnings.warn(
             f"flowcheck: the fast engine could not reproduce {type(decoder.module).__name__}'s baseline from its "
             "cache; falling back to one full forward per knockout",
             stacklevel=2,
         )
         return score_plain(decoder, inputs, knockouts, watch_ids, progress=progress)
-    _sync(device)
-    n, layers = inputs.n, decoder.num_layers
-    if overhead_positions is None:  # one layer of a one-position forward, in positions of the full forward
-        per_layer_one = (time.perf_counter() - checked) / (layers + layers - layers // 2)
-        per_position_layer = max(checked - started, 1e-9) / (n * layers)
-        overhead_positions = min(float(n), per_layer_one / per_position_layer)
-    baseline = _score_logits(base.logits, watch)[0]
-    results: list[Scored | None] = [None] * len(knockouts)
-    items = []
-    for index, ko in enumerate(knockouts):
-        p = ko.earliest_query(n)
-        if not ko.plan or p >= n:  # nothing changes: the baseline
-            results[index] = baseline
-            if progress is not None:
-                progress(1)
-            continue
-        items.append((index, p, ko.first_layer))
-    memory = MemoryModel.of(decoder.config, n, decoder.dtype)
-    if batch_size:
-        max_rows = lambda p: batch_size  # noqa: E731
-    else:
-        budget = (
-            memory_budget_mb * 2**20
-            if memory_budget_mb is not None
-            else default_budget_bytes(memory, device, MIN_DEFAULT_BUDGET_MB)
-        )
-        max_rows = lambda p: rows_for_budget(memory, n - p, _shared(n, p), budget)  # noqa: E731
-
-    def run(p: int, chunk: Sequence[int]) -> None:
-        group = [knockouts[i] for i in chunk]
-        a = min(ko.first_layer for ko in group)
-        try:
-            with knockout_plan(decoder, _row_masks(group, n, p, device)):
-                logits = _suffix_logits(decoder, base, inputs, p, a, len(group), _shared(n, p))
-        except torch.OutOfMemoryError as err:
-            if len(chunk) == 1:
-                raise RuntimeError(
-                    "out of memory recomputing a single knockout; lower --flow-memory-budget has no effect below one "
-                    "row: use a smaller model, a shorter input or a larger device"
-                ) from err
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            half = sorted(chunk, key=lambda i: knockouts[i].first_layer)
-            run(p, half[: len(half) // 2])
-            run(p, half[len(half) // 2 :])
-            return
-        for i, scored in zip(chunk, _score_logits(logits, watch), strict=True):
-            results[i] = scored
-        if progress is not None:
-            progress(len(group))
-
-    for batch in plan_batches(items, n, layers, max_rows, overhead_positions):
-        run(batch.start, batch.indices)
-    return baseline, results  # type: ignore[return-value]
+    return scorer.score(knockouts, watch_ids, progress, batch_size, memory_budget_mb, overhead_positions)
