@@ -7,7 +7,7 @@ import torch
 from test_engine_fast import WATCH, assert_same, setup
 
 from flowcheck.edges import make_window, paper_conditions
-from flowcheck.engine import condition_knockout, score
+from flowcheck.engine import condition_knockout, prefix_attention, score
 from flowcheck.engine import fast as fast_module
 from flowcheck.engine.batching import Batch, plan_batches
 from flowcheck.engine.prefix_attention import shared_prefix_attention
@@ -153,3 +153,20 @@ def test_staggered_fast_equals_plain_on_a_vlm():
     decoder, prompt, inputs = setup("llava_next_video")
     knockouts = _knockouts(prompt, decoder.num_layers, LAST + QUESTION + ["cross_frame"])
     assert_same(decoder, inputs, knockouts)
+
+
+def test_shared_prefix_mode_refuses_attention_that_never_reads_the_prefix():
+    # attention that does not go through flowcheck's function (here plain sdpa) would silently attend to
+    # the suffix only: the second layer's cache hand-over finds the first one unread and raises
+    decoder, _, inputs = setup("llama")
+    base = fast_module.Baseline(decoder, inputs)
+    p = inputs.n - 1
+    suffix = inputs.suffix(p)
+    mask = torch.ones(1, inputs.n, dtype=torch.long)
+    assert decoder.config._attn_implementation == "sdpa"
+    with (
+        pytest.raises(RuntimeError, match="did not read its shared prefix"),
+        torch.inference_mode(),
+        prefix_attention.shared_prefix(),
+    ):
+        decoder.module(**suffix.kwargs(), attention_mask=mask, cache=base.prefix_cache(decoder, p, 1))
