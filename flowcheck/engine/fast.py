@@ -188,9 +188,16 @@ def _row_masks(group: Sequence[Knockout], n: int, p: int, device) -> dict[int, L
     return {layer: stack(layer) for layer in sorted({layer for ko in group for layer in ko.plan})}
 
 
-def _shared(n: int, p: int) -> bool:
-    """Attend to the prefix once for all rows when the suffix is short next to it (then copies dominate)."""
-    return 4 * (n - p) <= p
+def _shared(n: int, p: int, head_dim: int) -> bool:
+    """Attend to the prefix once for all rows when the suffix is very short (then per-row copies dominate).
+
+    A row's copy of the prefix costs 2 x head_dim elements per key and head; the two-piece attention costs
+    several passes over its float32 scores, q per key and head, where sdpa's fused kernel needs none: it pays
+    off only for q <= head_dim / 4 (measured on CPU: with q = 44..65 and head_dim 32 it was slower than
+    copying), and only while the prefix is most of the keys.
+    """
+    q = n - p
+    return 4 * q <= head_dim and 4 * q <= p
 
 
 def _sync(device: torch.device) -> None:
@@ -260,7 +267,7 @@ class FastScorer:
                 if memory_budget_mb is not None
                 else default_budget_bytes(memory, device, MIN_DEFAULT_BUDGET_MB)
             )
-            max_rows = lambda p: rows_for_budget(memory, n - p, _shared(n, p), budget)  # noqa: E731
+            max_rows = lambda p: rows_for_budget(memory, n - p, _shared(n, p, memory.head_dim), budget)  # noqa: E731
 
         cap = [len(knockouts)]  # rows per forward known to fit after an out-of-memory error
 
@@ -274,7 +281,7 @@ class FastScorer:
             a = min(ko.first_layer for ko in group)
             try:
                 with knockout_plan(decoder, _row_masks(group, n, p, device)):
-                    logits = _suffix_logits(decoder, base, inputs, p, a, len(group), _shared(n, p))
+                    logits = _suffix_logits(decoder, base, inputs, p, a, len(group), _shared(n, p, memory.head_dim))
             except torch.OutOfMemoryError as err:
                 if len(chunk) == 1:
                     raise RuntimeError(
