@@ -107,10 +107,11 @@ class MemoryModel:
         return self.layers * (kv + self.n * self.hidden * self.width)
 
     def per_row(self, q: int, shared: bool) -> int:
-        """One row recomputing q positions: scores (float32, x3 for scores, probabilities and the mask), its own
-        copy of the keys and values unless the prefix is shared, one layer's activations, and its blocked mask
-        (held once, plus the layer's stacked copy)."""
-        scores = 3 * self.heads * q * self.n * 4
+        """One row recomputing q positions: scores (float32, x3 for scores, probabilities and the mask; x4 in the
+        shared-prefix path, which also copies the prefix part of the probabilities), its own copy of the keys and
+        values unless the prefix is shared, one layer's activations, and its blocked mask (held once, plus the
+        layer's stacked copy)."""
+        scores = (4 if shared else 3) * self.heads * q * self.n * 4
         keys = 2 * self.kv_heads * self.head_dim * (q if shared else self.n) * self.width
         activations = q * (4 * self.hidden + 2 * self.intermediate) * self.width
         masks = 3 * q * self.n
