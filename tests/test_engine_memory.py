@@ -10,7 +10,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from flowcheck.edges import make_window, paper_conditions
 from flowcheck.engine import condition_knockout
 from flowcheck.engine.batching import CUDA_FREE_FRACTION, MemoryModel, default_budget_bytes, rows_for_budget
-from flowcheck.engine.fast import Baseline, _row_masks
+from flowcheck.engine.fast import Baseline, _row_masks, _shared
 
 GIB = 2**30
 H100 = 80 * GIB  # device memory of one H100 (H200: 141 GB)
@@ -64,9 +64,12 @@ def test_seven_b_sweep_fits_an_80_gb_device(monkeypatch, n):
     # the largest recomputation (every position after the first: a knockout from position 1) fits one row
     assert memory.per_row(n - 1, shared=False) <= budget
     # every "-> last" knockout of the sweep (6 conditions x 32 windows) shares one forward of one position
+    assert _shared(n, n - 1, memory.head_dim)
     assert rows_for_budget(memory, 1, True, budget) >= 6 * 32
     # question-level suffixes (question, options, answer prompt: about 100 positions) batch widely
-    assert rows_for_budget(memory, 100, True, budget) >= 32
-    for q, shared in ((1, True), (100, True), (n // 2, False), (n - 1, False)):
+    assert not _shared(n, n - 100, memory.head_dim)
+    assert rows_for_budget(memory, 100, False, budget) >= 32
+    for q in (1, 100, n // 2, n - 1):
+        shared = _shared(n, n - q, memory.head_dim)
         rows = rows_for_budget(memory, q, shared, budget)
         assert rows * memory.per_row(q, shared) <= budget
