@@ -181,6 +181,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="MB",
     ),
     OptionSpec(
+        "attention_backend",
+        "--flow-attention",
+        "attention of knocked-out forwards: sdpa (default) or flex (FlexAttention block masks)",
+        str,
+        "sdpa",
+        metavar="BACKEND",
+    ),
+    OptionSpec(
         "window",
         "--flow-window",
         "knockout window width (default: 9 for >= 28 layers, scaled below)",

@@ -194,6 +194,7 @@ class FlowSession:
             for k, v in (("batch_size", self.options.batch_size), ("memory_budget_mb", self.options.memory_budget_mb))
             if v is not None
         }
+        engine["attention_backend"] = self.options.attention_backend
         return AnalysisPlan(
             window=self.options.window,
             logit_lens=keywords,

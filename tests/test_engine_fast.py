@@ -89,9 +89,9 @@ def test_last_token_knockouts_recompute_one_position_from_the_window_start(monke
     calls = []
     original = fast_module._suffix_logits
 
-    def spy(decoder, base, inputs, p, a, rows):
+    def spy(decoder, base, inputs, p, a, rows, shared=False):
         calls.append((inputs.n - p, a, rows))
-        return original(decoder, base, inputs, p, a, rows)
+        return original(decoder, base, inputs, p, a, rows, shared)
 
     monkeypatch.setattr(fast_module, "_suffix_logits", spy)
     knockouts = [

@@ -1,15 +1,18 @@
 """The knockout attention function, registered with transformers' AttentionInterface.
 
-It wraps sdpa. When a knockout is active, every attention module of the targeted decoder layers
-removes its blocked (query, key) edges by turning them off in the boolean attention mask
-(equivalent to an additive -inf before the softmax; the rest of the row renormalises). Queries
-are the last `q_len` positions of the key sequence, which covers full forwards and forwards over
-a suffix on top of a KV cache.
+It wraps sdpa (or, as an option, FlexAttention: `flowcheck.engine.flex`). When a knockout is
+active, every attention module of the targeted decoder layers removes its blocked (query, key)
+edges by turning them off in the boolean attention mask (equivalent to an additive -inf before the
+softmax; the rest of the row renormalises). Queries are the last `q_len` positions of the key
+sequence, which covers full forwards and forwards over a suffix on top of a KV cache. Under the fast
+engine's shared-prefix mode (`flowcheck.engine.prefix_attention`) the keys passed in are the
+suffix's only and the prefix comes from the cache through a context variable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -19,9 +22,23 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 IMPLEMENTATION = "flowcheck_sdpa"
+BACKENDS = ("sdpa", "flex")
+"""Attention backends of knocked-out forwards: torch's sdpa (default) or FlexAttention with block masks."""
 
-BlockedSpec = torch.Tensor | Sequence[tuple[object, object]]
-"""A boolean [n, n] or [B, n, n] tensor (True = edge removed), or (query positions, key positions) pairs."""
+
+class LazyMask:
+    """A blocked mask built when its layer's attention runs (so a batch holds one layer's masks at a time).
+
+    `build(kv_len, device)` returns a boolean [B, r, kv_len] tensor of the last r query rows.
+    """
+
+    def __init__(self, build: Callable[[int, torch.device], torch.Tensor]) -> None:
+        self.build = build
+
+
+BlockedSpec = torch.Tensor | LazyMask | Sequence[tuple[object, object]]
+"""A boolean [n, n] or [B, n, n] tensor (True = edge removed), a `LazyMask`, or (query positions, key positions)
+pairs."""
 
 
 @dataclass
@@ -52,6 +69,8 @@ def materialize(spec: BlockedSpec, kv_len: int, device: torch.device, first_row:
     query positions only (what a forward over a suffix needs; earlier queries block nothing) and is
     returned as is. `first_row` > 0 builds only the rows of queries >= first_row ([kv_len - first_row, kv_len]).
     """
+    if isinstance(spec, LazyMask):
+        return spec.build(kv_len, device)
     if isinstance(spec, torch.Tensor):
         if spec.dtype != torch.bool:
             raise TypeError("a blocked mask must be a boolean tensor (True = edge removed)")
@@ -105,19 +124,74 @@ def _restrict(attention_mask: torch.Tensor | None, rows: torch.Tensor, query: to
 
 
 def flowcheck_attention(module, query, key, value, attention_mask, **kwargs):
-    """sdpa attention that removes the active knockout's edges for targeted modules."""
+    """sdpa (or flex) attention that removes the active knockout's edges for targeted modules."""
+    from flowcheck.engine import prefix_attention
+
     active = _ACTIVE.get()
     specs = None if active is None else active.blocked.get(id(module))
+    shared = prefix_attention.current()
+    prefix = shared.take() if shared is not None else None
+    q_len = query.shape[-2]
+    kv_len = key.shape[-2] + (0 if prefix is None else prefix[0].shape[-2])
+    rows = None
     if specs:
-        kv_len = key.shape[-2]
         active.calls[id(module)] = active.calls.get(id(module), 0) + 1
-        q_len = query.shape[-2]
         rows = _query_rows(materialize(specs[0], kv_len, query.device), q_len)
         for extra in specs[1:]:
             rows = rows | _query_rows(materialize(extra, kv_len, query.device), q_len)
+    if prefix is not None:
+        boolean = attention_mask is None or attention_mask.dtype == torch.bool
+        if boolean and prefix_attention.supports(kwargs) and _BACKEND.get() == "sdpa":
+            allowed = _allowed(attention_mask, rows, query, kv_len)
+            out = prefix_attention.shared_prefix_attention(query, prefix, key, value, allowed, kwargs.get("scaling"))
+            return out, None
+        # not reproducible in two pieces: attend to the full keys, each row with its own copy of the prefix
+        batch = key.shape[0]
+        key = torch.cat([prefix[0].expand(batch, *prefix[0].shape[1:]), key], dim=-2)
+        value = torch.cat([prefix[1].expand(batch, *prefix[1].shape[1:]), value], dim=-2)
+    if rows is not None:
         attention_mask = _restrict(attention_mask, rows, query, kv_len)
         kwargs["is_causal"] = False
+    if _BACKEND.get() == "flex":
+        from flowcheck.engine.flex import flex_attention_forward
+
+        if attention_mask is not None and attention_mask.dtype != torch.bool:
+            low = torch.finfo(attention_mask.dtype).min / 2
+            if not bool(((attention_mask == 0) | (attention_mask <= low)).all()):
+                raise ValueError("the flex backend takes 0 / -inf attention masks only; this model adds a bias")
+        allowed = _allowed(attention_mask, None, query, kv_len)
+        return flex_attention_forward(module, query, key, value, allowed, **kwargs)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def _allowed(attention_mask: torch.Tensor | None, rows: torch.Tensor | None, query: torch.Tensor, kv_len: int):
+    """The boolean [B or 1, 1, q_len, kv_len] mask of readable keys (causal when no mask is given)."""
+    q_len = query.shape[-2]
+    if attention_mask is None:
+        q_pos = torch.arange(kv_len - q_len, kv_len, device=query.device)
+        mask = (q_pos[:, None] >= torch.arange(kv_len, device=query.device)[None, :])[None, None]
+    elif attention_mask.dtype == torch.bool:
+        mask = attention_mask[..., -q_len:, -kv_len:]
+    else:
+        mask = attention_mask[..., -q_len:, -kv_len:] > torch.finfo(attention_mask.dtype).min / 2
+    if rows is not None:
+        mask = mask & ~(rows[None, None] if rows.dim() == 2 else rows[:, None])
+    return mask
+
+
+_BACKEND: ContextVar[str] = ContextVar("flowcheck_attention_backend", default="sdpa")
+
+
+@contextmanager
+def backend(name: str) -> Iterator[None]:
+    """Knocked-out forwards inside use attention backend `name` (one of BACKENDS); raises ValueError otherwise."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown attention backend {name!r}; available: {', '.join(BACKENDS)}")
+    token = _BACKEND.set(name)
+    try:
+        yield
+    finally:
+        _BACKEND.reset(token)
 
 
 def flowcheck_mask(*args, **kwargs):

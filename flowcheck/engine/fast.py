@@ -5,8 +5,11 @@ unchanged at every layer, and every position unchanged before layer a. So one ba
 keeps the KV cache and the residual stream entering every layer; each knockout then recomputes
 only positions >= p, only in layers >= a: the decoder runs on the suffix with a cache holding the
 baseline keys and values of the prefix, starting from the cached residual at layer a (layers
-before it are bypassed). Knockouts with the same (p, a) run together as batch rows, each row with
-its own blocked mask, in batches bounded by a memory budget.
+before it are bypassed). Knockouts with the same p run together as batch rows, each row with its own
+blocked mask, from the earliest first layer among them (staggered batching, `flowcheck.engine.batching`),
+in batches bounded by a memory budget; an out-of-memory error halves the batch and retries. Short
+suffixes read the prefix's keys and values once for all rows (`flowcheck.engine.prefix_attention`)
+instead of a copy per row.
 
 Before trusting the shortcut on a model, a self-check reruns the last position with no knockout
 from layer 0 and from the middle layer; if either differs from the baseline (a family whose
@@ -15,8 +18,8 @@ decoder does something this strategy does not reproduce), scoring falls back to 
 
 from __future__ import annotations
 
+import time
 import warnings
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -24,6 +27,9 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicLayer
 
+from flowcheck.engine import prefix_attention
+from flowcheck.engine.attention import LazyMask, materialize
+from flowcheck.engine.batching import MemoryModel, default_budget_bytes, plan_batches, rows_for_budget
 from flowcheck.engine.decoder import Decoder
 from flowcheck.engine.knockout import knockout_plan
 from flowcheck.engine.scoring import Knockout, LMInputs, Scored, _as_spec, _score_logits, no_padding, score_plain
@@ -98,14 +104,23 @@ class _PrefixLayer(DynamicLayer):
         self.is_initialized = True
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        shared = prefix_attention.current()
+        if shared is not None:  # the attention function reads the prefix from the hand-over, once for all rows
+            shared.offer(self.keys, self.values)
+            return key_states, value_states
         rows = key_states.shape[0]
         keys = self.keys.expand(rows, *self.keys.shape[1:])
         values = self.values.expand(rows, *self.values.shape[1:])
         return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
 
 
-def _suffix_logits(decoder: Decoder, base: Baseline, inputs: LMInputs, p: int, a: int, rows: int) -> torch.Tensor:
-    """Last-position logits of `rows` copies of positions >= p recomputed from layer a (under any active knockout)."""
+def _suffix_logits(
+    decoder: Decoder, base: Baseline, inputs: LMInputs, p: int, a: int, rows: int, shared: bool = False
+) -> torch.Tensor:
+    """Last-position logits of `rows` copies of positions >= p recomputed from layer a (under any active knockout).
+
+    `shared`: attend to the prefix once for all rows (shared-prefix mode) instead of a copy per row.
+    """
     suffix = inputs.suffix(p, a, rows)
     hidden = base.hidden[a][:, p:]
     # a copy: some decoders update hidden states in place (Qwen3-VL's deepstack), which must not reach the baseline
@@ -114,65 +129,179 @@ def _suffix_logits(decoder: Decoder, base: Baseline, inputs: LMInputs, p: int, a
     cache = base.prefix_cache(decoder, p, rows)
     mask = torch.ones(rows, inputs.n, dtype=torch.long, device=hidden.device)
     with bypass_layers(decoder, a):
-        out = decoder.module(**kwargs, attention_mask=mask, cache=cache, use_cache=True)
+        if shared:
+            # every layer's attention must run through flowcheck's function to read the prefix
+            with knockout_plan(decoder, {}), prefix_attention.shared_prefix():
+                out = decoder.module(**kwargs, attention_mask=mask, cache=cache, use_cache=True)
+        else:
+            out = decoder.module(**kwargs, attention_mask=mask, cache=cache, use_cache=True)
     return decoder.lm_head(out.last_hidden_state[:, -1])
 
 
 def self_check(decoder: Decoder, base: Baseline, inputs: LMInputs) -> bool:
-    """Does the suffix path reproduce the baseline without a knockout (from layer 0 and from the middle)?"""
+    """Does the suffix path reproduce the baseline without a knockout?
+
+    From layer 0 with the shared prefix and from the middle layer with per-row prefix copies: the two ways
+    batches attend to the prefix.
+    """
     tolerance = SELF_CHECK_TOLERANCE.get(decoder.dtype, 1e-2)
     reference = torch.softmax(base.logits.float(), -1)
-    for a in (0, decoder.num_layers // 2):
-        got = torch.softmax(_suffix_logits(decoder, base, inputs, inputs.n - 1, a, 1).float(), -1)
+    for a, shared in ((0, True), (decoder.num_layers // 2, False)):
+        try:
+            logits = _suffix_logits(decoder, base, inputs, inputs.n - 1, a, 1, shared)
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as err:  # e.g. an attention module that never read its shared prefix
+            warnings.warn(f"flowcheck: fast-engine self-check failed: {err}", stacklevel=3)
+            return False
+        got = torch.softmax(logits.float(), -1)
         if (got - reference).abs().max().item() > tolerance:
             return False
     return True
 
 
-def _row_masks(group: Sequence[Knockout], n: int, p: int, device) -> dict[int, torch.Tensor]:
-    """Per layer, a [rows, n - p, n] blocked mask of the suffix queries (rows without that layer block nothing)."""
-    from flowcheck.engine.attention import materialize
+def _row_masks(group: Sequence[Knockout], n: int, p: int, device) -> dict[int, LazyMask]:
+    """Per layer, a lazily stacked [rows, n - p, n] blocked mask of the suffix queries.
 
-    layers = sorted({layer for ko in group for layer in ko.plan})
-    out = {}
-    for layer in layers:
-        stack = torch.zeros(len(group), n - p, n, dtype=torch.bool, device=device)
-        for row, ko in enumerate(group):
-            if layer in ko.plan:
-                stack[row] = materialize(_as_spec(ko.plan[layer]), n, device, first_row=p)
-        out[layer] = stack
-    return out
-
-
-def _rows_for_budget(
-    decoder: Decoder, inputs: LMInputs, p: int, budget_mb: float | None, batch_size: int | None
-) -> int:
-    """How many knockouts share one forward: the explicit batch size, or what fits the memory budget.
-
-    Without a budget, the budget is what one full forward of the sample needs transiently (attention
-    scores of one layer and a few activations of every position), so batching keeps peak memory near
-    that of the plain strategy (and at least MIN_DEFAULT_BUDGET_MB).
+    Each knockout's spec is materialised once (a condition knockout uses one spec for all its layers); a
+    layer's stack is built when its attention runs, with all-False rows for knockouts without that layer.
     """
-    if batch_size:
-        return batch_size
-    n, suffix = inputs.n, inputs.n - p
-    config = decoder.config
-    heads = getattr(config, "num_attention_heads", 8)
-    kv_heads = getattr(config, "num_key_value_heads", heads) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    width = decoder.dtype.itemsize
-    inter = getattr(config, "intermediate_size", 4 * config.hidden_size)
+    built: dict[int, torch.Tensor] = {}
+    per_row: list[dict[int, int]] = []
+    for ko in group:
+        row = {}
+        for layer, spec in ko.plan.items():
+            if id(spec) not in built:
+                built[id(spec)] = materialize(_as_spec(spec), n, device, first_row=p)
+            row[layer] = id(spec)
+        per_row.append(row)
+    empty = torch.zeros(n - p, n, dtype=torch.bool, device=device)
 
-    def transient(q: int) -> float:
-        return (
-            heads * q * n * 4  # attention scores of one layer
-            + 2 * kv_heads * head_dim * n * width  # one layer's keys and values
-            + q * (4 * config.hidden_size + 2 * inter) * width  # activations of one layer
-            + q * n * decoder.num_layers
-        )  # the suffix rows of every layer's boolean mask
+    def stack(layer: int):
+        def build(kv_len: int, _device) -> torch.Tensor:
+            if kv_len != n:
+                raise ValueError(f"a batch's masks are built for {n} keys, the forward has {kv_len}")
+            return torch.stack([built[row[layer]] if layer in row else empty for row in per_row])
 
-    budget = budget_mb * 2**20 if budget_mb is not None else max(transient(n), MIN_DEFAULT_BUDGET_MB * 2**20)
-    return max(1, int(budget // transient(suffix)))
+        return LazyMask(build)
+
+    return {layer: stack(layer) for layer in sorted({layer for ko in group for layer in ko.plan})}
+
+
+def _shared(n: int, p: int, head_dim: int) -> bool:
+    """Attend to the prefix once for all rows when the suffix is very short (then per-row copies dominate).
+
+    A row's copy of the prefix costs 2 x head_dim elements per key and head; the two-piece attention costs
+    several passes over its float32 scores, q per key and head, where sdpa's fused kernel needs none: it pays
+    off only for q <= head_dim / 4 (measured on CPU: with q = 44..65 and head_dim 32 it was slower than
+    copying), and only while the prefix is most of the keys.
+    """
+    q = n - p
+    return 4 * q <= head_dim and 4 * q <= p
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class FastScorer:
+    """One sample's baseline forward and self-check, reusable by several `score` calls.
+
+    `ok` is False when the self-check failed (then `score_fast` falls back to the plain strategy).
+    `overhead_positions` is the staggering cost model's per-layer overhead in positions, measured here:
+    one layer of the self-check's one-position forward over one position-layer of the baseline forward.
+    """
+
+    @torch.inference_mode()
+    def __init__(self, decoder: Decoder, inputs: LMInputs) -> None:
+        self.decoder, self.inputs = decoder, inputs
+        self.device = inputs.inputs_embeds.device
+        _sync(self.device)
+        started = time.perf_counter()
+        self.base = Baseline(decoder, inputs)
+        _sync(self.device)
+        checked = time.perf_counter()
+        self.ok = self_check(decoder, self.base, inputs)
+        _sync(self.device)
+        n, layers = inputs.n, decoder.num_layers
+        per_layer_one = (time.perf_counter() - checked) / (layers + layers - layers // 2)
+        per_position_layer = max(checked - started, 1e-9) / (n * layers)
+        self.overhead_positions = min(float(n), per_layer_one / per_position_layer)
+
+    @torch.inference_mode()
+    def score(
+        self,
+        knockouts: Sequence[Knockout],
+        watch_ids: Sequence[int],
+        progress: Callable[[int], None] | None = None,
+        batch_size: int | None = None,
+        memory_budget_mb: float | None = None,
+        overhead_positions: float | None = None,
+    ) -> tuple[Scored, list[Scored]]:
+        """Baseline and knocked-out scores (see `score_fast`); requires `ok`."""
+        if not self.ok:
+            raise RuntimeError("the fast engine's self-check failed on this model: use the plain strategy")
+        decoder, inputs, base, device = self.decoder, self.inputs, self.base, self.device
+        watch = torch.as_tensor(list(watch_ids), dtype=torch.long)
+        n, layers = inputs.n, decoder.num_layers
+        if overhead_positions is None:
+            overhead_positions = self.overhead_positions
+        baseline = _score_logits(base.logits, watch)[0]
+        results: list[Scored | None] = [None] * len(knockouts)
+        items = []
+        for index, ko in enumerate(knockouts):
+            p = ko.earliest_query(n)
+            if not ko.plan or p >= n:  # nothing changes: the baseline
+                results[index] = baseline
+                if progress is not None:
+                    progress(1)
+                continue
+            items.append((index, p, ko.first_layer))
+        memory = MemoryModel.of(decoder.config, n, decoder.dtype)
+        if batch_size:
+            max_rows = lambda p: batch_size  # noqa: E731
+        else:
+            budget = (
+                memory_budget_mb * 2**20
+                if memory_budget_mb is not None
+                else default_budget_bytes(memory, device, MIN_DEFAULT_BUDGET_MB)
+            )
+            max_rows = lambda p: rows_for_budget(memory, n - p, _shared(n, p, memory.head_dim), budget)  # noqa: E731
+
+        cap = [len(knockouts)]  # rows per forward known to fit after an out-of-memory error
+
+        def run(p: int, chunk: Sequence[int]) -> None:
+            if len(chunk) > cap[0]:
+                size = cap[0]  # fixed here: a retry below may lower cap[0] while the pieces run
+                for start in range(0, len(chunk), size):
+                    run(p, chunk[start : start + size])
+                return
+            group = [knockouts[i] for i in chunk]
+            a = min(ko.first_layer for ko in group)
+            try:
+                with knockout_plan(decoder, _row_masks(group, n, p, device)):
+                    logits = _suffix_logits(decoder, base, inputs, p, a, len(group), _shared(n, p, memory.head_dim))
+            except torch.OutOfMemoryError as err:
+                if len(chunk) == 1:
+                    raise RuntimeError(
+                        "out of memory recomputing a single knockout (one batch row): use a larger device, "
+                        "a smaller dtype or a shorter input"
+                    ) from err
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                cap[0] = len(chunk) // 2  # halve the batch and retry, and keep later batches at most this large
+                warnings.warn(f"flowcheck: out of memory with {len(chunk)} rows; retrying with {cap[0]}", stacklevel=2)
+                run(p, sorted(chunk, key=lambda i: knockouts[i].first_layer))
+                return
+            for i, scored in zip(chunk, _score_logits(logits, watch), strict=True):
+                results[i] = scored
+            if progress is not None:
+                progress(len(group))
+
+        for batch in plan_batches(items, n, layers, max_rows, overhead_positions):
+            run(batch.start, batch.indices)
+        return baseline, results  # type: ignore[return-value]
 
 
 @torch.inference_mode()
@@ -184,44 +313,21 @@ def score_fast(
     progress: Callable[[int], None] | None = None,
     batch_size: int | None = None,
     memory_budget_mb: float | None = None,
+    overhead_positions: float | None = None,
 ) -> tuple[Scored, list[Scored]]:
-    """Same results as `score_plain`, recomputing only what each knockout can change."""
-    watch = torch.as_tensor(list(watch_ids), dtype=torch.long)
-    base = Baseline(decoder, inputs)
-    if not self_check(decoder, base, inputs):
+    """Same results as `score_plain`, recomputing only what each knockout can change.
+
+    `batch_size` fixes the rows per forward; otherwise they follow `memory_budget_mb` (default: see
+    `batching.default_budget_bytes`). `overhead_positions` is the staggering cost model's per-layer overhead in
+    positions (`batching.plan_batches`); by default it is measured on this sample (`FastScorer`). Neither
+    changes the numbers, only how knockouts are batched.
+    """
+    scorer = FastScorer(decoder, inputs)
+    if not scorer.ok:
         warnings.warn(
             f"flowcheck: the fast engine could not reproduce {type(decoder.module).__name__}'s baseline from its "
             "cache; falling back to one full forward per knockout",
             stacklevel=2,
         )
         return score_plain(decoder, inputs, knockouts, watch_ids, progress=progress)
-    baseline = _score_logits(base.logits, watch)[0]
-    n = inputs.n
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    results: list[Scored | None] = [None] * len(knockouts)
-    for index, ko in enumerate(knockouts):
-        p = ko.earliest_query(n)
-        if not ko.plan or p >= n:  # nothing changes: the baseline
-            results[index] = baseline
-            if progress is not None:
-                progress(1)
-            continue
-        groups[(p, ko.first_layer)].append(index)
-    for (p, a), indices in sorted(groups.items()):
-        rows = _rows_for_budget(decoder, inputs, p, memory_budget_mb, batch_size)
-        for start in range(0, len(indices), rows):
-            chunk = indices[start : start + rows]
-            group = [knockouts[i] for i in chunk]
-            try:
-                with knockout_plan(decoder, _row_masks(group, n, p, inputs.inputs_embeds.device)):
-                    logits = _suffix_logits(decoder, base, inputs, p, a, len(group))
-            except torch.OutOfMemoryError as err:
-                raise RuntimeError(
-                    f"out of memory with {len(group)} knockouts per forward; pass a smaller batch_size or "
-                    "memory_budget_mb (--flow-batch-size / --flow-memory-budget)"
-                ) from err
-            for i, scored in zip(chunk, _score_logits(logits, watch), strict=True):
-                results[i] = scored
-            if progress is not None:
-                progress(len(group))
-    return baseline, results  # type: ignore[return-value]
+    return scorer.score(knockouts, watch_ids, progress, batch_size, memory_budget_mb, overhead_positions)

@@ -174,14 +174,22 @@ def score(
     *,
     strategy: str = "fast",
     progress: Callable[[int], None] | None = None,
+    attention_backend: str = "sdpa",
     **options: Any,
 ) -> tuple[Scored, list[Scored]]:
-    """Baseline and knocked-out scores of one sample; `strategy` picks the implementation."""
+    """Baseline and knocked-out scores of one sample; `strategy` picks the implementation.
+
+    `attention_backend` ("sdpa" or "flex", `flowcheck.engine.attention.BACKENDS`) computes the knocked-out
+    forwards' attention; unknown names raise ValueError.
+    """
+    from flowcheck.engine.attention import backend
+
     if "fast" not in STRATEGIES:
         _register_fast()
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown scoring strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
-    return STRATEGIES[strategy](decoder, inputs, knockouts, watch_ids, progress=progress, **options)
+    with backend(attention_backend):
+        return STRATEGIES[strategy](decoder, inputs, knockouts, watch_ids, progress=progress, **options)
 
 
 def embed_text(decoder: Decoder, input_ids: torch.Tensor) -> LMInputs:
