@@ -184,7 +184,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "attention_backend",
         "--flow-attention",
         "attention of knocked-out forwards: sdpa (default) or flex (FlexAttention block masks)",
-        str,
+        _choice("sdpa", "flex"),
         "sdpa",
         metavar="BACKEND",
     ),
