@@ -176,12 +176,16 @@ def test_a_knockout_reaching_earlier_rows_fails_local_knockout(bundled, monkeypa
     assert check.failed and f"rows [{enc.layout.video.end}," in check.detail
 
 
-def test_qwen3_deepstack_not_sliced_for_the_suffix_fails_fast_engine(tmp_path, monkeypatch):
+def test_qwen3_deepstack_not_carried_into_the_suffix_fails_fast_engine(tmp_path, monkeypatch):
     adapter = flowcheck.load(str(save_qwen2_vl(tmp_path / "q3", version="qwen3_vl")))
     sample, frames = synthetic_sample("action_sequence")
     frames = VideoFrames.from_array(np.repeat(np.repeat(frames, 2, axis=1), 2, axis=2), fps=1.0)
     enc = adapter.encode(sample, frames)
-    broken = dataclasses.replace(enc, inputs=dataclasses.replace(enc.inputs, suffix_extra=None))
+
+    def without_deepstack(extra, start, first_layer, rows):  # the pitfall of DESIGN.md 5: extras not carried over
+        return {k: v for k, v in extra.items() if k not in ("visual_pos_masks", "deepstack_visual_embeds")}
+
+    broken = dataclasses.replace(enc, inputs=dataclasses.replace(enc.inputs, suffix_extra=without_deepstack))
     assert contract.check_fast_engine(adapter, enc, 1e-5).verdict == "pass"
     check = contract.check_fast_engine(adapter, broken, 1e-5)
     assert check.failed, check.detail
