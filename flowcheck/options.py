@@ -50,21 +50,28 @@ def _data(value: Any) -> dict[str, str | None]:
     return out
 
 
-def _positive_int(value: Any) -> int:
+def _whole(value: Any, what: str) -> int:
+    """An integer from an int or its decimal text; booleans and fractions are refused, never truncated."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise OptionError(f"expected {what}, got {value!r}")
     try:
-        number = int(value)
+        return int(value)
     except (TypeError, ValueError):
-        raise OptionError(f"expected a positive integer, got {value!r}") from None
+        raise OptionError(f"expected {what}, got {value!r}") from None
+
+
+def _positive_int(value: Any) -> int:
+    number = _whole(value, "a positive integer")
     if number < 1:
         raise OptionError(f"expected a positive integer, got {value!r}")
     return number
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise OptionError(f"expected an integer, got {value!r}") from None
+def _seed(value: Any) -> int:
+    number = _whole(value, "a non-negative integer")
+    if number < 0:
+        raise OptionError(f"expected a non-negative integer (numpy seeds cannot be negative), got {value!r}")
+    return number
 
 
 def _bool(value: Any) -> bool:
@@ -216,12 +223,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "report_dir", "--flow-report-dir", "where reports/<run>/ are written", Path, Path("reports"), metavar="DIR"
     ),
     OptionSpec(
-        "trust_remote_code", "--flow-trust-remote-code", "allow checkpoints' own model code to run", _bool, False
+        "trust_remote_code",
+        "--flow-trust-remote-code",
+        "allow checkpoints' own model code to run",
+        _bool,
+        False,
+        switch=True,
     ),
     OptionSpec(
         "shard", "--flow-shard", "compute only shard i of N of the (model, task) grid", _shard, None, metavar="i/N"
     ),
-    OptionSpec("seed", "--flow-seed", "seed of every random choice (bootstrap, random pruning control)", _int, 0),
+    OptionSpec("seed", "--flow-seed", "seed of every random choice (bootstrap, random pruning control)", _seed, 0),
     OptionSpec(
         "system_prompt",
         "--flow-system-prompt",
@@ -278,7 +290,16 @@ def read_pyproject(rootdir: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     with path.open("rb") as fh:
-        table = tomllib.load(fh).get("tool", {}).get("flowcheck", {})
+        try:
+            tool = tomllib.load(fh).get("tool", {})
+        except tomllib.TOMLDecodeError as err:
+            raise OptionError(f"{path} is not valid TOML: {err}") from None
+    table = tool.get("flowcheck", {}) if isinstance(tool, dict) else None
+    if not isinstance(table, dict):
+        raise OptionError(f"[tool.flowcheck] of {path} must be a table of options, got {table!r}")
+    both = sorted(spec.key for spec in OPTIONS if spec.key != spec.name and spec.key in table and spec.name in table)
+    if both:
+        raise OptionError(f"[tool.flowcheck] of {path} gives {', '.join(both)} twice (with - and with _): keep one")
     unknown = sorted(set(table) - {spec.key for spec in OPTIONS} - {spec.name for spec in OPTIONS})
     if unknown:
         raise OptionError(

@@ -131,9 +131,22 @@ def _validate(session) -> None:
             _usage_error(f"flowcheck: --flow-model {session.source(model)}: {err}")
     for dataset in session.options.data:
         try:
-            session.dataset(dataset)
+            samples = session.dataset(dataset)
         except DataError as err:
             _usage_error(f"flowcheck: --flow-data {dataset}: {err}")
+        if not samples:
+            report = session.reports[dataset]
+            reasons = "; ".join(str(s) for s in report.skipped[:3]) or "no annotation entry for the chosen tasks"
+            _usage_error(
+                f"flowcheck: --flow-data {dataset}: no sample could be loaded from {report.root} "
+                f"({len(report.skipped)} skipped: {reasons})"
+            )
+    import torch
+
+    try:
+        torch.device(session.options.device)
+    except (RuntimeError, ValueError) as err:
+        _usage_error(f"flowcheck: --flow-device {session.options.device!r}: {err} (e.g. cpu, cuda, cuda:1, mps)")
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -183,7 +196,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         marker = item.get_closest_marker(CLAIM_MARK)
         case = getattr(item, "callspec", None) and item.callspec.params.get("flow_case")
-        if marker is not None and case is not None:
+        if marker is not None and dataclasses.is_dataclass(case):
             item.user_properties.append(
                 (CASE_PROPERTY, json.dumps({"claim": marker.args[0], **dataclasses.asdict(case)}))
             )
@@ -251,7 +264,9 @@ class FlowReporter:
             return
         from flowcheck.report.writer import write_report
 
-        entries = [self.entries[k] for k in sorted(self.entries)]
+        entries = [self.entries[k] for k in sorted(self.entries) if "outcome" in self.entries[k]]  # ran to the end
+        if not entries:
+            return
         try:
             session = flow_session(self.config)
             path, line = write_report(session, entries, started=self.started)

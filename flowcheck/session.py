@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from flowcheck.analyses.contract import CACHE_KIND as CONTRACT_KIND
 from flowcheck.analyses.contract import Verification, choose_sample, verification_key, verify
-from flowcheck.analyses.runner import AnalysisPlan, ModelResults, run_analyses
+from flowcheck.analyses.runner import NOT_COMPUTED, AnalysisPlan, ModelResults, run_analyses
 from flowcheck.analyses.summary import summarise
 from flowcheck.cache import ResultCache
 from flowcheck.claims import (
@@ -294,7 +294,11 @@ class FlowSession:
             for s in report.skipped:
                 rows.setdefault((dataset, s.sample_id, s.reason), _skip_row(dataset, s, "all models"))
         for (model, dataset), results in sorted(self._results.items()):
+            if model not in self.refs:  # a paired image model: its samples are the run's, counted for the run's models
+                continue
             for s in results.skipped:
+                if s.reason == NOT_COMPUTED:
+                    continue
                 row = rows.setdefault((dataset, s.sample_id, s.reason), _skip_row(dataset, s, ""))
                 row["models"] = ", ".join(m for m in (row["models"], model) if m)
         return list(rows.values())

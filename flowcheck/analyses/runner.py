@@ -27,6 +27,8 @@ from flowcheck.edges import PathwaySpec, paper_conditions, parse_layer_range, re
 from flowcheck.models.base import AdapterError, ModelAdapter
 from flowcheck.models.handle import ModelHandle
 
+NOT_COMPUTED = "not in the result cache (not computed)"
+
 
 @dataclass(frozen=True)
 class AnalysisPlan:
@@ -215,7 +217,7 @@ def run_analyses(
         if all(v is not None for v in stored.values()):
             results.cached += 1
         elif not compute:
-            results.skipped.append(Skipped(sample.id, str(sample.video), "not in the result cache (not computed)"))
+            results.skipped.append(Skipped(sample.id, str(sample.video), NOT_COMPUTED))
             continue
         else:
             adapter = model.adapter

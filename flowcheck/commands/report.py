@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from flowcheck.report.schema import SchemaError
 from flowcheck.report.writer import ReportData, render, summary_line
 
 
@@ -18,7 +19,14 @@ def run(args: argparse.Namespace) -> int:
     path = args.results / "results.json" if args.results.is_dir() else args.results
     if not path.exists():
         raise SystemExit(f"flowcheck report: {path} not found; give a results.json written by a `pytest suites/` run")
-    data = ReportData.from_json(json.loads(path.read_text()))
+    try:
+        data = ReportData.from_json(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SystemExit(
+            f"flowcheck report: {path} is not JSON ({err}); give a results.json written by flowcheck"
+        ) from None
+    except SchemaError as err:
+        raise SystemExit(f"flowcheck report: {path}: {err}") from None
     out = args.out or path.parent
     render(data, out)
     print(f"flowcheck: {summary_line(data.claims)} -> {out / 'REPORT.md'}")

@@ -13,13 +13,16 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalise_text(text: str) -> str:
-    """Unicode NFC, every whitespace run (spaces, tabs, newlines, NBSP) one space, stripped.
+    """Unicode NFC, format characters (zero-width space, joiners, BOM: category Cf) removed, every whitespace run
+    (spaces, tabs, newlines, NBSP) one space, stripped.
 
     Applied to every question and option before prompting, so that no option differs from the
     others by invisible characters (a trailing or double space on the correct option only would
     leak the answer).
     """
-    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")  # zero-width and other format characters
+    return _SPACE.sub(" ", text).strip()
 
 
 @dataclass(frozen=True)

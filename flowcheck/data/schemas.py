@@ -22,6 +22,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    model_validator,
 )
 
 from flowcheck.data.report import DataError
@@ -41,8 +42,19 @@ def _not_empty(text: str) -> str:
 
 
 Text = Annotated[StrictStr, AfterValidator(normalise_text), AfterValidator(_not_empty)]
-Seconds = Annotated[float | None, BeforeValidator(_not_bool)]
+Seconds = Annotated[float | None, BeforeValidator(_not_bool), Field(ge=0, allow_inf_nan=False)]
 EntryId = Annotated[StrictStr | StrictInt | None, BeforeValidator(_not_bool)]
+
+
+def _folder_name(text: str) -> str:
+    if text in (".", "..") or "/" in text or "\\" in text:
+        raise ValueError(
+            f"{text!r} is not a folder name (no '/', '\\', '.' or '..'): videos are read from videos/<type>/"
+        )
+    return text
+
+
+PathPart = Annotated[StrictStr, Field(min_length=1), AfterValidator(_folder_name)]
 
 
 class TVBenchEntry(BaseModel):
@@ -58,6 +70,14 @@ class TVBenchEntry(BaseModel):
     end: Seconds = None
     id: EntryId = None
 
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> TVBenchEntry:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"start ({self.start} s) must come before end ({self.end} s)")
+        if isinstance(self.id, str) and not self.id.strip():
+            raise ValueError("id is empty")
+        return self
+
 
 class TomatoEntry(BaseModel):
     """One question of a TOMATO file (official-protocol.md 6.3): `answer` is an index into `options`."""
@@ -68,7 +88,7 @@ class TomatoEntry(BaseModel):
     options: list[Text] = Field(min_length=2)
     answer: StrictInt
     key: StrictStr | StrictInt
-    demonstration_type: StrictStr = Field(min_length=1)
+    demonstration_type: PathPart
 
 
 def entry_problem(err: ValidationError) -> str:

@@ -66,6 +66,11 @@ def parse_model(item: str) -> ModelRef:
     alias, source = alias.strip(), source.strip()
     if not alias or not source:
         raise ModelNameError(f"--flow-model {item!r}: write ALIAS=PATH_OR_HUB_ID (both non-empty)")
+    if alias in BUNDLED and source != alias:
+        raise ModelNameError(
+            f"--flow-model {item!r}: {alias!r} is a bundled model's name, and its registry entries (expected failures, "
+            "pathways) would apply to another checkpoint; choose another alias"
+        )
     if not ALIAS_PATTERN.match(alias) or "@" in alias:
         raise ModelNameError(
             f"--flow-model {item!r}: the alias {alias!r} may use letters, digits and . _ - / "

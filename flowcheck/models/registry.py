@@ -137,7 +137,15 @@ def checkpoint_json(
                 f"cannot read {filename} of {name_or_path!r} ({type(err).__name__}: {err}). Give a local "
                 "checkpoint folder, or a hub id reachable from this machine (or cached, with HF_HUB_OFFLINE=1)."
             ) from err
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AdapterError(
+            f"{filename} of {name_or_path} is not valid JSON ({err}); the checkpoint is damaged"
+        ) from None
+    if not isinstance(data, dict):
+        raise AdapterError(f"{filename} of {name_or_path} holds a {type(data).__name__}, not a JSON object")
+    return data
 
 
 def read_config(name_or_path: str, revision: str | None = None) -> dict[str, Any]:

@@ -106,8 +106,10 @@ class RunResults(_Strict):
 
 def validate(data: dict) -> RunResults:
     """Parse a results.json object; raises SchemaError naming the first problems."""
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        found = data.get("schema_version", "none") if isinstance(data, dict) else type(data).__name__
+    if not isinstance(data, dict):
+        raise SchemaError(f"results.json holds a JSON {type(data).__name__}, not the object flowcheck writes")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        found = data.get("schema_version", "none")
         raise SchemaError(
             f"results.json has schema version {found}, this flowcheck reads version {SCHEMA_VERSION}: "
             "re-run the suites with this version to write it again"
@@ -115,4 +117,9 @@ def validate(data: dict) -> RunResults:
     try:
         return RunResults.model_validate(data)
     except ValidationError as err:
-        raise SchemaError(f"results.json does not follow the schema: {err}") from None
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)[:5]
+        )
+        raise SchemaError(
+            f"results.json does not follow the schema ({err.error_count()} problems: {problems})"
+        ) from None

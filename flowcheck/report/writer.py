@@ -428,7 +428,7 @@ def _render_into(data: ReportData, record: dict, run_dir: Path) -> str:
     md += ["", "## Claims", "", claims_table(entries), ""]
     if summaries:
         md += [
-            "## Table 2 — accuracy drop with cross-frame attention blocked in layers [0, L/2)",
+            "## Table 2 — accuracy drop with cross-frame attention blocked in the first half of the layers (1 to L/2)",
             "",
             "Points of first-token accuracy over all samples (relative % in brackets); the paper's values in "
             "braces (it does not say whether they are points or relative %).",
@@ -452,7 +452,8 @@ def _render_into(data: ReportData, record: dict, run_dir: Path) -> str:
         if missing:
             md += ["Not drawn:", ""] + [f"- {note}" for note in missing] + [""]
     if data.skipped:
-        md += [f"## Skipped samples ({len(data.skipped)})", "", skipped_table(data.skipped), ""]
+        distinct = len({(s["dataset"], s["sample_id"]) for s in data.skipped})
+        md += [f"## Skipped samples ({distinct})", "", skipped_table(data.skipped), ""]
     text = "\n".join(md)
     (run_dir / "REPORT.md").write_text(text)
     (run_dir / "results.json").write_text(json.dumps(record, indent=1))
