@@ -77,6 +77,31 @@ def _read_toml(path: Path | str, text: str | None = None) -> dict:
         return tomllib.loads(text if text is not None else Path(path).read_text())
     except tomllib.TOMLDecodeError as err:
         raise RegistryError(f"{path} is not valid TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RegistryError(f"cannot read the claims registry file {path}: {err}") from None
+
+
+# What a [models."<name>"] entry may set, with a check of each value (the registry is data users write by hand).
+MODEL_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "image_model": ("a model name (string)", lambda v: isinstance(v, str) and bool(v.strip())),
+    "paper_model": ("one of the paper's model names (string)", lambda v: isinstance(v, str) and bool(v.strip())),
+    "keywords": ("a keyword file name or path (string)", lambda v: isinstance(v, str) and bool(v.strip())),
+    "answer_final_norm": ("true or false", lambda v: isinstance(v, bool)),
+    "pathway_layers": (
+        "a table of cross_frame, video_to_question, question_to_last = [first, last] (layers from 1)",
+        lambda v: (
+            isinstance(v, dict)
+            and all(
+                isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in r)
+                for r in v.values()
+            )
+        ),
+    ),
+}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_registry(extra: list[Path] | None = None) -> Registry:
@@ -112,18 +137,30 @@ def load_registry(extra: list[Path] | None = None) -> Registry:
             raise RegistryError(
                 f"{path}: unknown table(s) {sorted(unknown)}; a registry file has [models.*], [gating] and [evidence]"
             )
-        bad = set(more.get("evidence", {})) - set(registry.evidence)
-        if bad:
-            raise RegistryError(f"{path}: unknown [evidence] key(s) {sorted(bad)}; known: {sorted(registry.evidence)}")
-        registry.evidence.update(more.get("evidence", {}))
+        registry.evidence.update(_evidence(more.get("evidence", {}), registry.evidence, path))
         _merge_models(registry, more.get("models", {}), str(path))
         registry.tolerances.update(more.get("gating", {}).get("tolerances", {}))
         registry.sources.append(str(path))
     return registry
 
 
+def _evidence(table: Any, known: Mapping[str, Any], source: Path | str) -> dict[str, int]:
+    """An [evidence] table: ``min_samples``, a positive integer."""
+    if not isinstance(table, dict):
+        raise RegistryError(f"{source}: [evidence] must be a table, got {table!r}")
+    bad = set(table) - set(known)
+    if bad:
+        raise RegistryError(f"{source}: unknown [evidence] key(s) {sorted(bad)}; known: {sorted(known)}")
+    for key, value in table.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise RegistryError(f"{source}: [evidence] {key} must be a positive integer, got {value!r}")
+    return dict(table)
+
+
 def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) -> None:
     for model, entry in models.items():
+        if not isinstance(entry, dict):
+            raise RegistryError(f'{source}: [models."{model}"] must be a table of settings, got {entry!r}')
         target = registry.models.setdefault(model, {})
         if "pathway" in entry:
             raise RegistryError(
@@ -132,12 +169,24 @@ def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) ->
             )
         for key, value in entry.items():
             if key in ("thresholds", "xfail"):
+                if not isinstance(value, dict):
+                    raise RegistryError(f'{source}: [models."{model}".{key}] must be a table, got {value!r}')
                 for claim in value:
                     base = claim.split("[", 1)[0]
                     if base not in registry.claims:
                         raise RegistryError(f"{source}: [models.{model!r}.{key}] names unknown claim {claim!r}")
                 if key == "thresholds":
                     for claim, overrides in value.items():
+                        if claim not in registry.claims:
+                            raise RegistryError(
+                                f"{source}: thresholds are set per claim, not per task: {claim!r} under "
+                                f'[models."{model}".thresholds]'
+                            )
+                        if not isinstance(overrides, dict) or not all(_number(v) for v in overrides.values()):
+                            raise RegistryError(
+                                f'{source}: [models."{model}".thresholds.{claim}] must map threshold names to numbers, '
+                                f"got {overrides!r}"
+                            )
                         known = {**registry.claims[claim].thresholds, **registry.evidence}
                         bad = set(overrides) - set(known)
                         if bad:
@@ -146,9 +195,23 @@ def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) ->
                             )
                         target.setdefault("thresholds", {}).setdefault(claim, {}).update(overrides)
                 else:
+                    empty = [c for c, reason in value.items() if not isinstance(reason, str) or not reason.strip()]
+                    if empty:
+                        raise RegistryError(
+                            f'{source}: [models."{model}".xfail] {empty}: an expected failure needs its measured '
+                            "reason as a non-empty string"
+                        )
                     target.setdefault("xfail", {}).update(value)
-            else:
+            elif key in MODEL_KEYS:
+                what, valid = MODEL_KEYS[key]
+                if not valid(value):
+                    raise RegistryError(f'{source}: [models."{model}"] {key} must be {what}, got {value!r}')
                 target[key] = value
+            else:
+                raise RegistryError(
+                    f'{source}: [models."{model}"] has unknown setting {key!r}; known: '
+                    f"{', '.join(sorted([*MODEL_KEYS, 'thresholds', 'xfail']))}"
+                )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ def test_registry_names_and_hub_ids_are_kept_and_aliases_win(tmp_path: Path):
         (["=x"], "ALIAS=PATH"),
         (["bad alias=x"], "may use letters"),
         (["a@b=x"], "may use letters"),
+        (["tiny-image=/other/ckpt"], "bundled model's name"),  # its expected failures would apply to another model
     ],
 )
 def test_colliding_or_malformed_names_are_refused(items, message):

@@ -92,3 +92,28 @@ def test_model_aliases_parse_from_every_source():
     opts = resolve({"models": ["base=/ckpt/a", "new=/ckpt/b"]}, {}, {})
     assert opts.models == ["base=/ckpt/a", "new=/ckpt/b"]
     assert resolve({}, {}, {"FLOWCHECK_MODELS": "x=/a,y=/b"}).models == ["x=/a", "y=/b"]
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "message"),
+    [
+        ({"max-samples": True}, "positive integer"),
+        ({"max-samples": 2.9}, "positive integer"),
+        ({"seed": 3.7}, "non-negative integer"),
+        ({"seed": -1}, "non-negative"),
+        ({"window": True}, "positive integer"),
+        ({"attention-backend": "fast"}, "sdpa, flex"),
+    ],
+)
+def test_pyproject_numbers_are_never_truncated_or_coerced(pyproject, message):
+    with pytest.raises(OptionError, match=message):
+        resolve({}, pyproject, {})
+
+
+def test_a_tool_flowcheck_that_is_not_a_table_or_names_an_option_twice_is_refused(tmp_path: Path):
+    (tmp_path / "pyproject.toml").write_text("[tool]\nflowcheck = 3\n")
+    with pytest.raises(OptionError, match="must be a table"):
+        read_pyproject(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.flowcheck]\nmax-samples = 2\nmax_samples = 3\n")
+    with pytest.raises(OptionError, match="twice"):
+        read_pyproject(tmp_path)

@@ -42,3 +42,34 @@ def test_the_old_0_based_pathway_key_is_refused_not_misread(tmp_path: Path):
     )
     with pytest.raises(RegistryError, match="add 1 to each bound"):
         load_registry([old])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[models]\n"m" = 3\n', "must be a table of settings"),
+        ('[models.m.thresholds."cross_frame_early[object_count]"]\nmin_change_pct = -1.0\n', "per claim, not per task"),
+        ("[models.m.thresholds]\ncross_frame_early = 3\n", "must map threshold names to numbers"),
+        ('[models.m.thresholds.pruning_parity]\nmax_loss_points = "lots"\n', "must map threshold names to numbers"),
+        ('[evidence]\nmin_samples = "ten"\n', "positive integer"),
+        ("[evidence]\nmin_samples = 0\n", "positive integer"),
+        ("[models.m.xfail]\ncross_frame_early = true\n", "non-empty string"),
+        ('[models.m.xfail]\ncross_frame_early = ""\n', "non-empty string"),
+        ('[models.m]\nimage_modle = "x"\n', "unknown setting 'image_modle'"),
+        ('[models.m]\npathway_layers = { cross_frame = "1-4" }\n', "pathway_layers must be"),
+    ],
+)
+def test_registry_values_of_the_wrong_shape_are_refused_when_read(tmp_path: Path, text, message):
+    registry = tmp_path / "bad.toml"
+    registry.write_text(text)
+    with pytest.raises(RegistryError, match=message):
+        load_registry([registry])
+
+
+def test_a_registry_path_that_is_a_folder_or_not_text_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(RegistryError, match="cannot read"):
+        load_registry([tmp_path])
+    binary = tmp_path / "x.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(RegistryError, match="cannot read"):
+        load_registry([binary])
