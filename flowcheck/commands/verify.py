@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         f"sample  {result.sample_id} ({dataset}), {args.frames} frames" + ("; from the cache" if result.cached else "")
     )
     if result.prompt_notes:
-        print("template " + "; ".join(f"{k}: {v}" for k, v in result.prompt_notes.items()))
+        print("prompt  " + "; ".join(f"{k}: {v}" for k, v in result.prompt_notes.items()))
     print("\nprompt sent to the model, spans marked [name> ... <name]:\n")
     print(result.prompt)
     print()

@@ -39,6 +39,8 @@ PAPER_TABLE2 = {
 
 def _short(value) -> str:
     if isinstance(value, float):
+        if 0 < abs(value) < 0.01:
+            return f"{value:.2g}"  # a p-value of 2e-4 is not 0.00
         return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 

@@ -85,8 +85,9 @@ def collect_summaries(session, entries: Sequence[Mapping]) -> dict[tuple[str, st
     return out
 
 
-def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """Draw every figure; returns (title, file name, caption) per figure and a note per figure left out (why)."""
+def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """Draw every figure; returns (title, file name, caption, "<model> on <dataset>") per figure and a note per
+    figure left out (why)."""
     figures, missing = [], []
     families = condition_families()
     labels = {name: c.label for name, c in paper_conditions().items()}
@@ -133,6 +134,7 @@ def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> tuple[list[t
                     name,
                     "Mean relative change of the predicted letter's probability (95% bootstrap CI), window "
                     "centred at each layer, correctly answered samples.",
+                    f"{model} on {dataset}",
                 )
             )
         for family, title, tag in (
@@ -156,7 +158,8 @@ def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> tuple[list[t
                 plot_curves(
                     panels, run_dir / name, num_layers=layers, suptitle=f"{title}: {_label(model)} on {dataset}"
                 )
-                figures.append((title, name, "Mean relative change (95% bootstrap CI) per blocked pathway."))
+                caption = "Mean relative change (95% bootstrap CI) per blocked pathway."
+                figures.append((title, name, caption, f"{model} on {dataset}"))
         panels = []
         for task in tasks:
             a = per_task[task].answer
@@ -193,6 +196,7 @@ def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> tuple[list[t
                     name,
                     "Mean probability of the true option letter vs the false ones at the last position, "
                     "lm_head on each layer's output, correctly answered samples.",
+                    f"{model} on {dataset}",
                 )
             )
         lens = per_task["all"].lens
@@ -220,6 +224,7 @@ def _figures(pairs: Mapping[str, str], summaries, run_dir: Path) -> tuple[list[t
                     "Logit lens on video tokens (Fig. 4)",
                     name,
                     f"Normalised top-1 keyword hits per layer bin; hits {lens.hits}.",
+                    f"{model} on {dataset}",
                 )
             )
     return figures, missing
@@ -447,8 +452,8 @@ def _render_into(data: ReportData, record: dict, run_dir: Path) -> str:
             ]
     if figures or missing:
         md += ["## Figures", ""]
-        for title, name, caption in figures:
-            md += [f"### {title}", "", f"![{title}]({name})", "", caption, ""]
+        for title, name, caption, whose in figures:
+            md += [f"### {title}: {whose}", "", f"![{title}: {whose}]({name})", "", caption, ""]
         if missing:
             md += ["Not drawn:", ""] + [f"- {note}" for note in missing] + [""]
     if data.skipped:
