@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sweep import GROUPS, VIDEO_TOKEN
+from bench_sweep import GROUPS, VIDEO_TOKEN, video_llm_config
 from reference_authors import authors_last_probs
 
 from flowcheck.edges import paper_conditions, sweep_windows
@@ -46,7 +46,7 @@ NO_GPU = (
 
 def build(device: torch.device, tiny: bool, seed: int = 0):
     """A random-weight LLaVA-NeXT-Video (7B language-model shape unless tiny) on `device`, in eval mode."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextVideoForConditionalGeneration
 
     torch.manual_seed(seed)
     if tiny:
@@ -77,14 +77,7 @@ def build(device: torch.device, tiny: bool, seed: int = 0):
     text_config = LlamaConfig(
         vocab_size=32064, num_key_value_heads=text["num_attention_heads"], max_position_embeddings=4096, **text
     )
-    config = LlavaNextVideoConfig(
-        vision_config=vision.to_dict(),
-        text_config=text_config.to_dict(),
-        video_token_id=VIDEO_TOKEN,
-        image_token_id=VIDEO_TOKEN + 1,
-        spatial_pool_stride=2,
-        vision_feature_layer=-1,
-    )
+    config = video_llm_config(vision, text_config)
     with torch.device(device):
         model = LlavaNextVideoForConditionalGeneration._from_config(config, dtype=dtype).eval()
     side = image // patch // 2

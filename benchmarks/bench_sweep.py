@@ -49,9 +49,23 @@ GROUPS = {
 VIDEO_TOKEN = 1000
 
 
+def video_llm_config(vision, text):
+    """The LLaVA-NeXT-Video config both benchmarks use around a CLIP and a Llama config (2x2 pooling)."""
+    from transformers import LlavaNextVideoConfig
+
+    return LlavaNextVideoConfig(
+        vision_config=vision.to_dict(),
+        text_config=text.to_dict(),
+        video_token_id=VIDEO_TOKEN,
+        image_token_id=VIDEO_TOKEN + 1,
+        spatial_pool_stride=2,
+        vision_feature_layer=-1,
+    )
+
+
 def build(quick: bool, seed: int = 0):
     """A random LLaVA-NeXT-Video: small CLIP (24x24 patches pooled to 12x12) and a Llama LM."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextVideoForConditionalGeneration
 
     torch.manual_seed(seed)
     layers, hidden, frames = (8, 128, 4) if quick else (16, 256, 8)
@@ -67,15 +81,7 @@ def build(quick: bool, seed: int = 0):
         num_key_value_heads=hidden // 32,
         max_position_embeddings=2048,
     )
-    config = LlavaNextVideoConfig(
-        vision_config=vision.to_dict(),
-        text_config=text.to_dict(),
-        video_token_id=VIDEO_TOKEN,
-        image_token_id=VIDEO_TOKEN + 1,
-        spatial_pool_stride=2,
-        vision_feature_layer=-1,
-    )
-    model = LlavaNextVideoForConditionalGeneration(config).eval()
+    model = LlavaNextVideoForConditionalGeneration(video_llm_config(vision, text)).eval()
     layout = synthetic_layout(
         system=40,
         frames=frames,
