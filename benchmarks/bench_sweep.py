@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from reference_authors import authors_last_probs  # noqa: E402
 
-from flowcheck.edges import condition_families, paper_conditions, sweep_windows  # noqa: E402
+from flowcheck.edges import condition_groups, paper_conditions, sweep_windows  # noqa: E402
 from flowcheck.engine import condition_knockout, find_decoder  # noqa: E402
 from flowcheck.engine.fast import FastScorer  # noqa: E402
 from flowcheck.layout import synthetic_layout  # noqa: E402
@@ -44,7 +44,7 @@ from flowcheck.models.capture import capture_decoder_inputs, lm_inputs_from_capt
 GROUPS = {
     "cross-frame": ["cross_frame"],
     "question-level": ["video->question", "video->question_only", "question_only->true_option", "video->true_option"],
-    "-> last": [*condition_families()["question-and-options-to-last"], "video->last", "question->last", "last->last"],
+    "-> last": [*condition_groups()["question-and-options-to-last"], "video->last", "question->last", "last->last"],
 }
 VIDEO_TOKEN = 1000
 

@@ -7,6 +7,7 @@ thresholds.
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -15,11 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from flowcheck.analyses.accuracy import AccuracyUnderKnockout
-from flowcheck.analyses.answer_probability import ProbabilityCurves
-from flowcheck.analyses.curves import Curve
-from flowcheck.analyses.logit_lens import LensSummary
-from flowcheck.analyses.pruning import PruningSummary
+from flowcheck.analyses.summary import TaskSummary
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -219,25 +216,6 @@ def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) ->
 
 
 @dataclass
-class TaskSummary:
-    """Aggregated analyses of one model on one task (or a whole dataset for dataset-scope claims)."""
-
-    model: str
-    dataset: str
-    task: str
-    num_layers: int
-    n: int
-    n_correct: int
-    curves: dict[str, Curve] = field(default_factory=dict)
-    accuracy: AccuracyUnderKnockout | None = None
-    answer: ProbabilityCurves | None = None
-    lens: LensSummary | None = None
-    lens_problem: str = ""  # why the logit lens could not run (e.g. no keyword of a list is a token of the model)
-    pruning: PruningSummary | None = None
-    correctness_change: dict[str, int] = field(default_factory=dict)  # sample id -> knocked - base (first half)
-
-
-@dataclass
 class ClaimResult:
     """The verdict of one claim on one case: `passed` (a bool), the measured values and the thresholds (JSON types)."""
 
@@ -282,7 +260,7 @@ def user_layer(index: int | float) -> int | float:
     return index + 1
 
 
-def _result(
+def claim_result(
     spec: ClaimSpec, summary: TaskSummary, passed: bool, measured: dict, thresholds: dict, why: str
 ) -> ClaimResult:
     measured = {k: _fmt(v) for k, v in measured.items()}
@@ -307,290 +285,45 @@ def require_samples(summary: TaskSummary, n: int, t: Mapping[str, float], what: 
         )
 
 
-def _curve(summary: TaskSummary, condition: str, t: Mapping[str, float]) -> Curve:
-    curve = summary.curves.get(condition)
-    n = 0 if curve is None else curve.n
-    require_samples(summary, n, t, f"correctly answered samples in the {condition} curve")
-    return curve
+@dataclass
+class Evidence:
+    """What a claim is evaluated on: the case's summary, the claim's thresholds for the model, the model's registry
+    settings (`setting(key)`) and the summary of another model on the same dataset and task (`summary_of(name)`,
+    e.g. a paired image model)."""
+
+    summary: TaskSummary
+    thresholds: dict[str, float]
+    setting: Callable[[str], Any] = lambda key: None
+    summary_of: Callable[[str], TaskSummary] | None = None
 
 
-def _cross_frame_early(spec, s: TaskSummary, t) -> ClaimResult:
-    c = _curve(s, "cross_frame", t)
-    last = math.ceil(t["within_fraction"] * s.num_layers)  # the last window centre (1-based) that counts as early
-    passed = c.minimum <= t["min_change_pct"] and user_layer(c.argmin) <= last
-    return _result(
-        spec,
-        s,
-        passed,
-        {"minimum_pct": c.minimum, "at_layer": user_layer(c.argmin), "latest_early_layer": last, "n": c.n},
-        t,
-        "the cross-frame curve's minimum and where it falls",
-    )
+Evaluator = Callable[[ClaimSpec, Evidence], ClaimResult]
+_EVALUATORS: dict[str, Evaluator] = {}
+BUILTIN_EVALUATORS = "flowcheck.evaluators"
 
 
-def _late_flat(spec, s: TaskSummary, t) -> ClaimResult:
-    c = _curve(s, "cross_frame", t)
-    start = math.ceil(t["from_fraction"] * s.num_layers)  # first late window centre, 0-based
-    late = [abs(m) for x, m in zip(c.centers, c.mean, strict=True) if x >= start]
-    if not late:
-        raise NotEvaluable(f"no window centre at or after layer {user_layer(start)} of {s.num_layers} for {s.model}")
-    worst = max(late)
-    return _result(
-        spec,
-        s,
-        worst <= t["max_abs_change_pct"],
-        {"max_abs_late_pct": worst, "from_layer": user_layer(start), "n": c.n},
-        t,
-        "the cross-frame curve in the last quarter",
-    )
+def evaluator(name: str, *, default: bool = False) -> Callable[[Evaluator], Evaluator]:
+    """Decorator: register the evaluator of claim `name` (a ``[claims.<name>]`` of the registry). A `default`
+    evaluator (flowcheck's own) never replaces one registered before it, e.g. by a conftest or plugin."""
+
+    def add(function: Evaluator) -> Evaluator:
+        if not (default and name in _EVALUATORS):
+            _EVALUATORS[name] = function
+        return function
+
+    return add
 
 
-def _accuracy_drop(spec, s: TaskSummary, t) -> ClaimResult:
-    if s.accuracy is None:
-        raise NotEvaluable(f"no first-half cross-frame accuracy for {s.model} on {s.task}")
-    a = s.accuracy
-    require_samples(s, a.n, t, "samples")
-    if s.n_correct == 0:
-        raise NotEvaluable(f"{s.model} answers none of the {s.n} samples of {s.task} correctly: no accuracy to drop")
-    return _result(
-        spec,
-        s,
-        a.drop_points <= t["max_drop_points"],
-        {
-            "base_acc": a.base,
-            "knocked_acc": a.knocked,
-            "drop_points": a.drop_points,
-            "drop_relative_pct": a.drop_relative,
-            "n": a.n,
-        },
-        t,
-        "accuracy with cross-frame attention blocked in layers [0, L/2) (absolute points)",
-    )
+def evaluators() -> dict[str, Evaluator]:
+    """Every registered claim evaluator by claim name (the paper's, from `flowcheck.evaluators`, and any other)."""
+    importlib.import_module(BUILTIN_EVALUATORS)
+    return dict(_EVALUATORS)
 
 
-def sign_test_p(wins: int, losses: int) -> float:
-    """One-sided exact sign test: P(X >= wins) for X ~ Binomial(wins + losses, 1/2)."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
-
-
-def paired_drop_test(video: Mapping[str, int], image: Mapping[str, int]) -> tuple[int, int, float]:
-    """Per shared sample, did the video model lose more than the image model? (wins, losses, one-sided p)."""
-    shared = sorted(set(video) & set(image))
-    wins = sum(video[k] < image[k] for k in shared)
-    losses = sum(video[k] > image[k] for k in shared)
-    return wins, losses, sign_test_p(wins, losses)
-
-
-def evaluate_video_vs_image(spec: ClaimSpec, video: TaskSummary, image: TaskSummary, t) -> ClaimResult:
-    if not video.correctness_change or not image.correctness_change:
-        raise NotEvaluable(f"no first-half cross-frame records for {video.model} and its image model on {video.task}")
-    paired = len(set(video.correctness_change) & set(image.correctness_change))
-    require_samples(video, paired, t, f"samples answered by both {video.model} and {image.model}")
-    if video.n_correct == 0:
-        raise NotEvaluable(f"{video.model} answers none of the {video.n} samples of {video.task} correctly")
-    wins, losses, p = paired_drop_test(video.correctness_change, image.correctness_change)
-    measured = {
-        "video_drop_points": video.accuracy.drop_points if video.accuracy else float("nan"),
-        "image_drop_points": image.accuracy.drop_points if image.accuracy else float("nan"),
-        "video_worse_pairs": wins,
-        "image_worse_pairs": losses,
-        "p_value": p,
-        "image_model": image.model,
-        "n": paired,
-    }
-    return _result(
-        spec,
-        video,
-        p <= t["alpha"],
-        measured,
-        t,
-        "paired over samples: does first-half cross-frame blocking hurt the video model more",
-    )
-
-
-def _route_vq(spec, s: TaskSummary, t) -> ClaimResult:
-    c = _curve(s, "video->question", t)
-    last = math.ceil(t["within_fraction"] * s.num_layers)
-    return _result(
-        spec,
-        s,
-        c.minimum <= t["min_change_pct"] and user_layer(c.argmin) <= last,
-        {"minimum_pct": c.minimum, "at_layer": user_layer(c.argmin), "latest_layer": last, "n": c.n},
-        t,
-        "the Video -/-> Question curve's minimum and where it falls",
-    )
-
-
-def _route_ql(spec, s: TaskSummary, t) -> ClaimResult:
-    c, vq = _curve(s, "question->last", t), _curve(s, "video->question", t)
-    passed = c.minimum <= t["min_change_pct"] and c.argmin > vq.argmin
-    return _result(
-        spec,
-        s,
-        passed,
-        {
-            "minimum_pct": c.minimum,
-            "at_layer": user_layer(c.argmin),
-            "video_to_question_at": user_layer(vq.argmin),
-            "n": c.n,
-        },
-        t,
-        "the Question -/-> Last minimum and whether it comes after the Video -/-> Question one",
-    )
-
-
-def _flat(condition: str) -> Callable:
-    def evaluate(spec, s: TaskSummary, t) -> ClaimResult:
-        c = _curve(s, condition, t)
-        worst = max(abs(m) for m in c.mean)
-        return _result(
-            spec,
-            s,
-            worst <= t["max_abs_change_pct"],
-            {"max_abs_pct": worst, "n": c.n},
-            t,
-            f"the {condition} curve at every window",
-        )
-
-    return evaluate
-
-
-def _lens(spec, s: TaskSummary, t) -> ClaimResult:
-    if s.lens_problem:
-        raise NotEvaluable(f"the logit lens cannot run for {s.model} on {s.dataset}: {s.lens_problem}")
-    if s.lens is None:
-        raise NotEvaluable(f"no logit-lens results for {s.model} on {s.task}")
-    require_samples(s, s.lens.samples, t, "correctly answered samples with logit-lens results")
-    spatial, temporal = s.lens.mean_layer.get("spatial", math.nan), s.lens.mean_layer.get("temporal", math.nan)
-    if math.isnan(spatial) or math.isnan(temporal):
-        raise NotEvaluable(
-            f"no keyword hits in the video tokens of {s.model} on {s.task} (hits: {s.lens.hits}): no video position "
-            "reads as a keyword of both lists at any layer"
-        )
-    return _result(
-        spec,
-        s,
-        temporal - spatial >= t["min_layer_gap"],
-        {
-            "temporal_mean_layer": user_layer(temporal),
-            "spatial_mean_layer": user_layer(spatial),
-            "hits": s.lens.hits,
-            "n": s.lens.samples,
-        },
-        t,
-        "hit-weighted mean layer of temporal vs spatial keywords",
-    )
-
-
-def _ready(spec, s: TaskSummary, t) -> ClaimResult:
-    if s.answer is None:
-        raise NotEvaluable(f"no answer-probability results for {s.model} on {s.task}")
-    require_samples(s, s.answer.n, t, "correctly answered samples with answer probabilities")
-    vq = _curve(s, "video->question", t).argmin
-    before = s.answer.true_mean[:vq] or [s.answer.true_mean[0]]
-    after = s.answer.true_mean[vq:]
-    low, peak = max(before), max(after)
-    passed = low <= t["low_max_pct"] and peak - low >= t["min_rise_pct"]
-    return _result(
-        spec,
-        s,
-        passed,
-        {"max_before_pct": low, "peak_after_pct": peak, "video_to_question_at": user_layer(vq), "n": s.answer.n},
-        t,
-        "true-option probability by layer around the Video -/-> Question minimum",
-    )
-
-
-def _beats(spec, s: TaskSummary, t) -> ClaimResult:
-    if s.answer is None:
-        raise NotEvaluable(f"no answer-probability results for {s.model} on {s.task}")
-    require_samples(s, s.answer.n, t, "correctly answered samples with answer probabilities")
-    start = math.ceil(t["from_fraction"] * s.num_layers)
-    margins = [tr - fa for tr, fa in zip(s.answer.true_mean[start:], s.answer.false_max_mean[start:], strict=True)]
-    if not margins:
-        raise NotEvaluable(f"no layer at or after layer {user_layer(start)} of {s.num_layers}")
-    worst = min(margins)
-    return _result(
-        spec,
-        s,
-        worst > 0,
-        {"from_layer": user_layer(start), "min_margin_pct": worst, "n": s.answer.n},
-        t,
-        "mean true-option minus best false-option probability from the middle layers on",
-    )
-
-
-def _pruning_summary(s: TaskSummary, t: Mapping[str, float], accuracy: bool = True) -> PruningSummary:
-    if s.pruning is None:
-        raise NotEvaluable(f"no pruning results for {s.model} on {s.task}")
-    require_samples(s, s.pruning.n, t, "samples with pruning results")
-    if accuracy and s.pruning.full_accuracy <= 0:
-        raise NotEvaluable(
-            f"{s.model} answers none of the {s.pruning.n} samples correctly with full attention: "
-            "accuracy under pruning cannot be compared"
-        )
-    return s.pruning
-
-
-def _edges(spec, s: TaskSummary, t) -> ClaimResult:
-    p = _pruning_summary(s, t, accuracy=False)
-    return _result(
-        spec,
-        s,
-        p.kept_fraction <= t["max_kept_fraction"],
-        {"kept_fraction": p.kept_fraction, "n": p.n},
-        t,
-        "share of attention edges the effective pathways keep",
-    )
-
-
-def _parity(spec, s: TaskSummary, t) -> ClaimResult:
-    p = _pruning_summary(s, t)
-    loss = p.full_accuracy - p.effective_accuracy
-    return _result(
-        spec,
-        s,
-        loss <= t["max_loss_points"],
-        {"full_acc": p.full_accuracy, "effective_acc": p.effective_accuracy, "loss_points": loss, "n": p.n},
-        t,
-        "accuracy with only the effective pathways vs full attention",
-    )
-
-
-def _random(spec, s: TaskSummary, t) -> ClaimResult:
-    p = _pruning_summary(s, t)
-    loss = p.full_accuracy - p.random_accuracy
-    return _result(
-        spec,
-        s,
-        loss >= t["min_loss_points"],
-        {"full_acc": p.full_accuracy, "random_acc": p.random_accuracy, "loss_points": loss, "n": p.n},
-        t,
-        "accuracy with as many edges blocked at random",
-    )
-
-
-EVALUATORS: dict[str, Callable[[ClaimSpec, TaskSummary, dict], ClaimResult]] = {
-    "cross_frame_early": _cross_frame_early,
-    "cross_frame_late_flat": _late_flat,
-    "cross_frame_accuracy_drop": _accuracy_drop,
-    "route_video_to_question": _route_vq,
-    "route_question_to_last": _route_ql,
-    "route_no_direct_video_to_last": _flat("video->last"),
-    "route_last_to_last_flat": _flat("last->last"),
-    "temporal_concepts_late": _lens,
-    "answer_ready_after_integration": _ready,
-    "true_option_beats_false": _beats,
-    "pruning_edges_kept": _edges,
-    "pruning_parity": _parity,
-    "random_pruning_hurts": _random,
-}
-
-
-def evaluate(registry: Registry, claim: str, summary: TaskSummary) -> ClaimResult:
-    """Evaluate one claim (not the paired image comparison, see `evaluate_video_vs_image`)."""
-    spec = registry.claims[claim]
-    return EVALUATORS[claim](spec, summary, registry.thresholds(claim, summary.model))
+def evaluate(registry: Registry, claim: str, evidence: Evidence) -> ClaimResult:
+    """Evaluate `claim` on `evidence`. Raises NotEvaluable when the evidence does not allow a verdict and KeyError
+    when no evaluator is registered for the claim."""
+    known = evaluators()
+    if claim not in known:
+        raise KeyError(f"no evaluator is registered for claim {claim!r}; registered: {', '.join(sorted(known))}")
+    return known[claim](registry.claims[claim], evidence)

@@ -82,7 +82,7 @@ class Condition:
     name: str
     blocks: tuple[Block, ...]
     label: str = ""
-    family: str = "custom"
+    group: str = "custom"
 
     def rectangles(self, layout: TokenLayout) -> list[Rect]:
         return [r for b in self.blocks for r in b.rectangles(layout)]
@@ -107,28 +107,28 @@ def _conditions_data() -> dict:
 def paper_conditions() -> dict[str, Condition]:
     """The paper's eleven conditions by name, in the authors' order."""
     out = {}
-    for family, entries in _conditions_data()["families"].items():
+    for group, entries in _conditions_data()["groups"].items():
         for entry in entries:
             blocks = tuple(Block.parse(b) for b in entry["blocks"])
-            out[entry["name"]] = Condition(entry["name"], blocks, entry["label"], family)
+            out[entry["name"]] = Condition(entry["name"], blocks, entry["label"], group)
     return out
 
 
-def condition_families() -> dict[str, list[str]]:
+def condition_groups() -> dict[str, list[str]]:
     """The authors' analysis targets (``cross-frame``, ``vql-to-ql``, ...) -> condition names."""
-    return {f: [e["name"] for e in entries] for f, entries in _conditions_data()["families"].items()}
+    return {g: [e["name"] for e in entries] for g, entries in _conditions_data()["groups"].items()}
 
 
 def resolve_conditions(names: Iterable[str]) -> list[Condition]:
-    """Conditions from names: a paper condition, a family name, or a user spec such as ``video->post``."""
+    """Conditions from names: a paper condition, a condition group name, or a user spec such as ``video->post``."""
     known = paper_conditions()
-    families = condition_families()
+    groups = condition_groups()
     out: list[Condition] = []
     for name in names:
         if name in known:
             out.append(known[name])
-        elif name in families:
-            out.extend(known[n] for n in families[name])
+        elif name in groups:
+            out.extend(known[n] for n in groups[name])
         elif name == "all":
             out.extend(known.values())
         else:
@@ -136,7 +136,7 @@ def resolve_conditions(names: Iterable[str]) -> list[Condition]:
                 out.append(Condition.parse(name))
             except ConditionError as err:
                 raise ConditionError(
-                    f"{err}. Paper conditions: {', '.join(known)}; families: {', '.join(families)}"
+                    f"{err}. Paper conditions: {', '.join(known)}; condition groups: {', '.join(groups)}"
                 ) from None
     return out
 

@@ -9,40 +9,34 @@ the claims registry's ``[gating.tolerances]``. The extension stores one JSON fil
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from flowcheck.claims import TaskSummary, user_layer
+from flowcheck.analyses.base import analyses
+from flowcheck.analyses.summary import TaskSummary
 from flowcheck.models.identity import file_stem
+
+KINDS = ("accuracy", "change_pct", "layer", "probability", "fraction")
 
 
 def key_numbers(summaries: Mapping[str, Mapping[str, TaskSummary]]) -> dict[str, dict[str, float]]:
-    """{kind: {"<dataset>/<task>/<metric>": value}} of the numbers a checkpoint is gated on (layers from 1)."""
-    out: dict[str, dict[str, float]] = {k: {} for k in ("accuracy", "change_pct", "layer", "probability", "fraction")}
+    """{kind: {"<dataset>/<task>/<metric>": value}} of the numbers a checkpoint is gated on (layers from 1): the base
+    accuracy per task and what every registered analysis contributes (`Analysis.gate_numbers`)."""
+    known = analyses()
+    out: dict[str, dict[str, float]] = {k: {} for k in KINDS}
     for dataset, per_task in sorted(summaries.items()):
         for task, s in sorted(per_task.items()):
             where = f"{dataset}/{task}"
             if task != "all" and s.n:
                 out["accuracy"][f"{where}/base_accuracy"] = 100 * s.n_correct / s.n
-            for condition, curve in sorted(s.curves.items()) if task != "all" else ():
-                out["change_pct"][f"{where}/{condition}/minimum"] = curve.minimum
-                out["layer"][f"{where}/{condition}/argmin"] = user_layer(curve.argmin)
-            if s.accuracy is not None and task != "all":
-                out["accuracy"][f"{where}/cross_frame_first_half"] = s.accuracy.knocked
-            if s.answer is not None and task != "all":
-                out["probability"][f"{where}/true_option_last_layer"] = s.answer.true_mean[-1]
-            if s.lens is not None and task == "all":
-                for name, layer in s.lens.mean_layer.items():
-                    if not math.isnan(layer):
-                        out["layer"][f"{where}/lens_mean_layer/{name}"] = user_layer(layer)
-            if s.pruning is not None and task == "all":
-                out["accuracy"][f"{where}/pruning/full"] = s.pruning.full_accuracy
-                out["accuracy"][f"{where}/pruning/effective"] = s.pruning.effective_accuracy
-                out["accuracy"][f"{where}/pruning/random"] = s.pruning.random_accuracy
-                out["fraction"][f"{where}/pruning/kept_fraction"] = s.pruning.kept_fraction
+            for name, summary in s.analyses.items():
+                if name not in known:
+                    continue
+                for kind, metrics in known[name].gate_numbers(summary, task).items():
+                    for metric, value in metrics.items():
+                        out.setdefault(kind, {})[f"{where}/{metric}"] = value
     return {k: {m: round(float(v), 4) for m, v in d.items()} for k, d in out.items() if d}
 
 

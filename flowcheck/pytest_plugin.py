@@ -269,7 +269,8 @@ class FlowReporter:
             return
         try:
             session = flow_session(self.config)
-            path, line = write_report(session, entries, started=self.started)
+            record = session.record(entries, started=self.started)
+            path, line = write_report(record, Path(session.options.report_dir))
         except Exception as err:  # the report must never hide the test results
             terminalreporter.write_line(f"flowcheck: could not write the report: {type(err).__name__}: {err}", red=True)
             return

@@ -6,22 +6,16 @@ through the content-addressed cache, so other workers, shards and later runs reu
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from flowcheck.analyses.contract import CACHE_KIND as CONTRACT_KIND
 from flowcheck.analyses.contract import Verification, choose_sample, verification_key, verify
 from flowcheck.analyses.runner import NOT_COMPUTED, AnalysisPlan, ModelResults, run_analyses
-from flowcheck.analyses.summary import summarise
+from flowcheck.analyses.summary import TaskSummary, summarise
 from flowcheck.cache import ResultCache
-from flowcheck.claims import (
-    ClaimResult,
-    NotEvaluable,
-    Registry,
-    RegistryError,
-    TaskSummary,
-    evaluate,
-    evaluate_video_vs_image,
-)
+from flowcheck.claims import ClaimResult, Evidence, Registry, RegistryError, evaluate
 from flowcheck.data.frames import FrameCache, FrameRequest, VideoError
 from flowcheck.data.registry import load_dataset
 from flowcheck.data.report import LoadReport
@@ -29,6 +23,9 @@ from flowcheck.data.sample import Sample
 from flowcheck.edges import PathwaySpec, paper_pathways
 from flowcheck.models.identity import model_refs
 from flowcheck.options import FlowOptions
+from flowcheck.progress import NullProgress, ProgressSink
+from flowcheck.provenance import git_commit, versions
+from flowcheck.record import RunRecord
 
 SYNTHETIC_TEMPORAL = ("action_antonym", "action_sequence", "moving_direction", "object_count", "scene_transition")
 
@@ -104,6 +101,7 @@ class FlowSession:
     _results: dict = field(default_factory=dict)
     _summaries: dict = field(default_factory=dict)
     _verifications: dict = field(default_factory=dict)
+    progress: ProgressSink = field(default_factory=NullProgress)
 
     def __post_init__(self) -> None:
         self.cache = ResultCache(self.options.cache_dir)
@@ -185,6 +183,8 @@ class FlowSession:
         return paper_pathways().get(paper) if paper else None
 
     def plan(self, model: str, dataset: str) -> AnalysisPlan:
+        """What the run computes for `model` on `dataset`: every registered analysis, with the registry's settings
+        for the model (keyword list, final norm, pathway spec) and the run's options."""
         handle = self.handle(model)
         keywords = self.registry.model_setting(model, "keywords") or {"synthetic": "synthetic"}.get(
             dataset, "action_sequence"
@@ -195,14 +195,13 @@ class FlowSession:
             if v is not None
         }
         engine["attention_backend"] = self.options.attention_backend
-        return AnalysisPlan(
-            window=self.options.window,
-            logit_lens=keywords,
-            final_norm=bool(self.registry.model_setting(model, "answer_final_norm", False)),
-            pathway=self.pathway(model, handle.num_layers),
-            seed=self.options.seed,
-            engine=engine,
-        )
+        settings = {
+            "sweep": {"window": self.options.window},
+            "logit_lens": {"keywords": keywords},
+            "answer_probability": {"final_norm": bool(self.registry.model_setting(model, "answer_final_norm", False))},
+            "pruning": {"pathway": self.pathway(model, handle.num_layers)},
+        }
+        return AnalysisPlan(settings=settings, seed=self.options.seed, engine=engine)
 
     def verification(self, model: str, compute: bool = True) -> Verification | None:
         """The adapter contract (`flowcheck.analyses.contract`) of `model` on one sample of the run's first dataset,
@@ -259,6 +258,7 @@ class FlowSession:
                 dataset=dataset,
                 frame_cache=self.frames,
                 compute=compute,
+                progress=self.progress if compute else None,
                 skipped_before=len(self.reports[dataset].skipped) if dataset in self.reports else 0,
             )
         return self._results[key]
@@ -273,18 +273,13 @@ class FlowSession:
 
     def evaluate(self, claim: str, case: Case) -> ClaimResult:
         """Evaluate `claim` on `case`. Raises NotEvaluable (with the reason) when the case gives no evidence."""
-        spec = self.registry.claims[claim]
-        thresholds = self.registry.thresholds(claim, case.model)
-        if claim != "cross_frame_video_vs_image":
-            return evaluate(self.registry, claim, self.summary(case))
-        image = self.registry.model_setting(case.model, "image_model")
-        if not image:
-            raise NotEvaluable(
-                f'no paired image model is registered for {case.model} ([models."{case.model}"] image_model)'
-            )
-        return evaluate_video_vs_image(
-            spec, self.summary(case), self.summary(Case(image, case.dataset, case.task)), thresholds
+        evidence = Evidence(
+            self.summary(case),
+            self.registry.thresholds(claim, case.model),
+            lambda key: self.registry.model_setting(case.model, key),
+            lambda other: self.summary(Case(other, case.dataset, case.task)),
         )
+        return evaluate(self.registry, claim, evidence)
 
     def skipped_rows(self) -> list[dict[str, str]]:
         """Every sample left out of the run, once per (dataset, sample, reason): at load time (all models) or while
@@ -330,3 +325,79 @@ class FlowSession:
             tasks = [*results.tasks(), "all"]
             per_dataset[dataset] = {t: self.summary(Case(model, dataset, t)) for t in tasks}
         return key_numbers(per_dataset)
+
+    # -- the run record ------------------------------------------------------------------------
+    def record(self, entries: list[dict], *, started: float, root: Path | None = None) -> RunRecord:
+        """The finished run as a `RunRecord`: metadata, the claim entries, every summary of the run's models and
+        their paired image models (memoised or read from the cache, never computed), skipped samples."""
+        pairs = {(e["model"], e["dataset"]) for e in entries if e.get("dataset")}
+        for model, dataset in list(pairs):
+            image = self.registry.model_setting(model, "image_model")
+            if image:
+                pairs.add((image, dataset))
+        summaries, video_tokens = {}, {}
+        for model, dataset in sorted(pairs):
+            try:
+                results = self.results(model, dataset, compute=False)
+            except Exception:  # a model that cannot even be opened here (e.g. no config offline)
+                continue
+            if not results.baselines:
+                continue
+            per_task = {task: self.summary(Case(model, dataset, task), compute=False) for task in results.tasks()}
+            per_task["all"] = self.summary(Case(model, dataset, "all"), compute=False)
+            summaries[(model, dataset)] = per_task
+            video_tokens[model] = len(results.baselines[0].token_layout.video)
+        models = {m for m, _ in summaries}
+        return RunRecord(
+            metadata=self._metadata(started, root or Path.cwd()),
+            claims=[dict(e) for e in entries],
+            summaries=summaries,
+            skipped=self.skipped_rows(),
+            image_models=self._settings(models, "image_model"),
+            paper_models=self._settings(models, "paper_model"),
+            video_tokens=video_tokens,
+            temporal_tasks={d: temporal_tasks(d, self.tasks(d)) for d in self.options.data if d in self.samples},
+        )
+
+    def _settings(self, models, key: str) -> dict[str, str]:
+        return {m: self.registry.model_setting(m, key) for m in sorted(models) if self.registry.model_setting(m, key)}
+
+    def _metadata(self, started: float, root: Path) -> dict:
+        options = self.options
+        models = []
+        for model in self.models:
+            info = {"name": model, "source": self.source(model)}
+            try:
+                handle = self.handle(model)
+                info.update(path=str(handle.path), fingerprint=handle.fingerprint(), layers=handle.num_layers)
+                verification = self.verification(model, compute=False)
+                info["contract"] = verification.summary() if verification is not None else "not verified in this run"
+                if verification is not None and verification.prompt_notes:
+                    info["prompt"] = "; ".join(f"{k}: {v}" for k, v in verification.prompt_notes.items())
+            except Exception as err:
+                info["error"] = str(err)
+            models.append(info)
+        counts = self.skipped_counts()
+        datasets = []
+        for name in options.data:
+            report = self.reports.get(name)
+            datasets.append(
+                {
+                    "name": name,
+                    "root": report.root if report else options.data.get(name),
+                    "loaded": report.loaded if report else 0,
+                    "skipped": counts.get(name, 0),
+                }
+            )
+        return {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "duration_s": round(time.time() - started, 1),
+            "git_commit": git_commit(root),
+            "versions": versions(),
+            "device": options.device,
+            "dtype": options.dtype,
+            "seed": options.seed,
+            "models": models,
+            "datasets": datasets,
+            "registry": self.registry.sources,
+        }

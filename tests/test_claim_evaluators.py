@@ -16,7 +16,10 @@ from flowcheck.analyses.answer_probability import ProbabilityCurves
 from flowcheck.analyses.curves import Curve
 from flowcheck.analyses.logit_lens import LensSummary
 from flowcheck.analyses.pruning import PruningSummary
-from flowcheck.claims import NotEvaluable, TaskSummary, evaluate, evaluate_video_vs_image, load_registry
+from flowcheck.analyses.summary import TaskSummary
+from flowcheck.analyses.sweep import Curves
+from flowcheck.claims import Evidence, NotEvaluable, load_registry
+from flowcheck.claims import evaluate as evaluate_claim
 
 L = 8
 CENTERS = list(range(L))
@@ -26,8 +29,47 @@ def curve(condition: str, mean: list[float], n: int = 20) -> Curve:
     return Curve(condition, CENTERS, mean, mean, mean, n)
 
 
-def summary(n: int = 20, n_correct: int = 20, **fields) -> TaskSummary:
-    return TaskSummary("m", "d", "t", L, n, n_correct, **fields)
+def summary(
+    n: int = 20,
+    n_correct: int = 20,
+    *,
+    model: str = "m",
+    curves=None,
+    accuracy=None,
+    answer=None,
+    lens=None,
+    pruning=None,
+    lens_problem: str = "",
+) -> TaskSummary:
+    """A summary with the given analyses' summaries (names as registered: sweep, accuracy, ...)."""
+    found = {
+        "sweep": Curves(curves) if curves is not None else None,
+        "accuracy": accuracy,
+        "answer_probability": answer,
+        "logit_lens": lens,
+        "pruning": pruning,
+    }
+    problems = {"logit_lens": lens_problem} if lens_problem else {}
+    return TaskSummary(model, "d", "t", L, n, n_correct, {k: v for k, v in found.items() if v is not None}, problems)
+
+
+def evaluate(registry, claim: str, s: TaskSummary, others=None, settings=None):
+    """Evaluate `claim` as the session does: thresholds for the model, its settings, other models' summaries."""
+    return evaluate_claim(
+        registry,
+        claim,
+        Evidence(
+            s,
+            registry.thresholds(claim, s.model),
+            lambda key: (settings or {}).get(key),
+            lambda name: (others or {})[name],
+        ),
+    )
+
+
+def change(values: dict[str, int]) -> AccuracyUnderKnockout:
+    """An accuracy summary carrying only the per-sample correctness change the paired claim reads."""
+    return AccuracyUnderKnockout("cross_frame", list(range(4)), len(values), 100.0, 0.0, 0.0, dict(values))
 
 
 @pytest.fixture(scope="module")
@@ -123,19 +165,22 @@ def test_answer_claims_need_samples_and_layers(registry):
 
 
 def test_video_vs_image_needs_paired_samples(registry):
-    spec = registry.claims["cross_frame_video_vs_image"]
-    t = registry.thresholds("cross_frame_video_vs_image", "m")
-    video = summary(n=3, n_correct=3, correctness_change={"a": -1, "b": -1, "c": -1})
-    image = summary(n=3, n_correct=1, correctness_change={"a": 0, "b": 0, "c": 0})
+    pair = {"image_model": "img"}
+    video = summary(n=3, n_correct=3, accuracy=change({"a": -1, "b": -1, "c": -1}))
+    image = summary(n=3, n_correct=1, model="img", accuracy=change({"a": 0, "b": 0, "c": 0}))
     with pytest.raises(NotEvaluable, match="3 samples answered by both"):
-        evaluate_video_vs_image(spec, video, image, t)
+        evaluate(registry, "cross_frame_video_vs_image", video, {"img": image}, pair)
+    with pytest.raises(NotEvaluable, match="no paired image model is registered for m"):
+        evaluate(registry, "cross_frame_video_vs_image", video, {"img": image})
     ids = [f"s{i}" for i in range(12)]
-    video = summary(n=12, n_correct=12, correctness_change=dict.fromkeys(ids, -1))
-    image = summary(n=12, n_correct=6, correctness_change=dict.fromkeys(ids, 0))
-    result = evaluate_video_vs_image(spec, video, image, t)
-    assert result.passed is True and result.measured["p_value"] == pytest.approx(
-        0.5**12, rel=1e-2
-    )  # 3 significant digits, never 0
+    video = summary(n=12, n_correct=12, accuracy=change(dict.fromkeys(ids, -1)))
+    image = summary(n=12, n_correct=6, model="img", accuracy=change(dict.fromkeys(ids, 0)))
+    result = evaluate(registry, "cross_frame_video_vs_image", video, {"img": image}, pair)
+    # 12 pairs where only the video model loses: one-sided sign test p = 0.5 ** 12 (3 significant digits, never 0)
+    assert result.passed is True and result.measured["p_value"] == pytest.approx(0.5**12, rel=1e-2)
+    same = summary(n=12, n_correct=12, model="img", accuracy=change(dict.fromkeys(ids, -1)))
+    result = evaluate(registry, "cross_frame_video_vs_image", video, {"img": same}, pair)
+    assert result.passed is False and result.measured["p_value"] == 1.0  # no pair differs: p = 1
 
 
 def test_verdicts_and_measured_values_are_json_types(registry):

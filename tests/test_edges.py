@@ -15,7 +15,7 @@ from flowcheck.edges import (
     ConditionError,
     PathwaySpec,
     blocked_mask,
-    condition_families,
+    condition_groups,
     count_allowed,
     count_blocked,
     default_window_width,
@@ -59,10 +59,10 @@ def brute_blocked(n, rects) -> int:
     return len(edges)
 
 
-def test_eleven_paper_conditions_in_four_families():
+def test_eleven_paper_conditions_in_four_groups():
     conditions = paper_conditions()
     assert len(conditions) == 11
-    assert condition_families() == {
+    assert condition_groups() == {
         "cross-frame": ["cross_frame"],
         "vql-to-ql": ["video->question", "video->last", "question->last", "last->last"],
         "question-and-options-to-last": ["question_only->last", "true_option->last", "false_options->last"],

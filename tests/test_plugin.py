@@ -222,7 +222,7 @@ def test_an_exception_in_a_claim_is_an_error_even_where_a_failure_is_expected(pr
     evaluator) is an error, and the report is still written with it."""
     model, _ = assets
     (pytester.path / "conftest.py").write_text(
-        "from flowcheck import claims\nclaims.EVALUATORS['route_last_to_last_flat'] = lambda spec, summary, t: 1 / 0\n"
+        "from flowcheck import claims\nclaims.evaluator('route_last_to_last_flat')(lambda spec, evidence: 1 / 0)\n"
     )
     registry = pytester.path / "expected.toml"
     registry.write_text(

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from flowcheck.analyses.accuracy import AccuracyUnderKnockout
+from flowcheck.analyses.accuracy import AccuracyAnalysis, AccuracyUnderKnockout
 from flowcheck.analyses.curves import Curve
-from flowcheck.claims import TaskSummary
-from flowcheck.report import writer
-from flowcheck.report.schema import SchemaError
-from flowcheck.report.tables import table2
-from flowcheck.report.writer import ReportData, new_run_dir, render
+from flowcheck.analyses.summary import TaskSummary
+from flowcheck.analyses.sweep import Curves
+from flowcheck.record import RunRecord, SchemaError
+from flowcheck.report import figures
+from flowcheck.report.tables import markdown_table
+from flowcheck.report.writer import new_run_dir, render
 
 METADATA = {
     "date": "2026-11-30 12:00:00",
@@ -42,21 +43,23 @@ CLAIM = {
 }
 
 
-def data(claims=None, summaries=None) -> ReportData:
+def data(claims=None, summaries=None) -> RunRecord:
     curve = Curve("cross_frame", list(range(8)), [0, -1, -2, -30, -3, 0, 0, 0], [0] * 8, [0] * 8, 20)
-    per_task = {"t": TaskSummary("m", "d", "t", 8, 20, 20, curves={"cross_frame": curve})}
+    per_task = {"t": TaskSummary("m", "d", "t", 8, 20, 20, {"sweep": Curves({"cross_frame": curve})})}
     per_task["all"] = TaskSummary("m", "d", "all", 8, 20, 20)
     skipped = [{"dataset": "d", "sample_id": "d/t/x", "file": "x.mp4", "reason": "corrupt", "models": "all models"}]
-    return ReportData(dict(METADATA), claims or [dict(CLAIM)], summaries or {("m", "d"): per_task}, skipped)
+    return RunRecord(dict(METADATA), claims or [dict(CLAIM)], summaries or {("m", "d"): per_task}, skipped)
 
 
 def test_results_json_round_trips_with_json_booleans(tmp_path: Path):
     render(data(), tmp_path / "run")
     record = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert record["claims"][0]["passed"] is True and record["schema_version"] == 2
+    assert record["claims"][0]["passed"] is True and record["schema_version"] == 3
     assert record["layer_index_base"] == {"claims": 1, "summaries": 0}
-    again = ReportData.from_json(record)
+    again = RunRecord.from_json(record)
     assert again.claims[0]["measured"]["at_layer"] == 4 and again.skipped[0]["reason"] == "corrupt"
+    curve = again.summaries[("m", "d")]["t"].get("sweep").curves["cross_frame"]
+    assert curve.argmin == 3 and curve.minimum == -30  # the summary is read back as the sweep's own type
 
 
 @pytest.mark.parametrize(("field", "value"), [("passed", "True"), ("outcome", "sort of"), ("measured", {"x": [1, 2]})])
@@ -69,14 +72,14 @@ def test_a_malformed_value_is_refused_before_anything_is_written(tmp_path: Path,
 
 def test_an_old_or_foreign_results_json_gets_a_clear_error():
     with pytest.raises(SchemaError, match=r"schema version none.*re-run"):
-        ReportData.from_json({"metadata": {}, "claims": []})
+        RunRecord.from_json({"metadata": {}, "claims": []})
 
 
 def test_an_interrupted_render_leaves_no_report_folder(tmp_path: Path, monkeypatch):
     def broken(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(writer, "plot_curves", broken)
+    monkeypatch.setattr(figures, "plot_curves", broken)
     run_dir = new_run_dir(tmp_path / "reports")
     with pytest.raises(KeyboardInterrupt):
         render(data(), run_dir)
@@ -85,6 +88,8 @@ def test_an_interrupted_render_leaves_no_report_folder(tmp_path: Path, monkeypat
 
 def test_table2_never_shows_nan():
     zero = AccuracyUnderKnockout("cross_frame", [0, 1, 2, 3], 12, 0.0, 0.0, 0.0)
-    summaries = {("m", "d"): {"t": TaskSummary("m", "d", "t", 8, 12, 0, accuracy=zero)}}
-    text = table2(summaries, {})
+    summaries = {("m", "d"): {"t": TaskSummary("m", "d", "t", 8, 12, 0, {"accuracy": zero})}}
+    record = RunRecord(dict(METADATA), [], summaries, [])
+    (table,) = AccuracyAnalysis.report(record.report_inputs()).tables
+    text = markdown_table(table)
     assert "nan" not in text and "n/a (0 of 12 correct)" in text

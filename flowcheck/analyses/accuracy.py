@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register
 from flowcheck.analyses.records import Baseline, KnockoutRecord
+from flowcheck.analyses.specs import Contribution, Table
+from flowcheck.edges import Condition, Window, parse_layer_range, resolve_conditions
 
 
 @dataclass
@@ -23,6 +27,7 @@ class AccuracyUnderKnockout:
     base: float
     knocked: float
     knocked_authors: float
+    correctness_change: dict[str, int] = field(default_factory=dict)  # sample id -> knocked - base (-1, 0, 1)
 
     @property
     def drop_points(self) -> float:
@@ -54,12 +59,100 @@ def accuracy_under_knockout(
     if n == 0:
         raise ValueError("no samples")
     base_hits = knocked = knocked_authors = 0
+    change = {}
     for b in baselines:
         record = by_id[b.sample_id]
         right = record.new_argmax == b.option_ids[b.true_index]
         base_hits += b.correct
         knocked += right
         knocked_authors += right and b.correct
+        change[b.sample_id] = int(right) - int(b.correct)
     return AccuracyUnderKnockout(
-        condition, wanted, n, 100 * base_hits / n, 100 * knocked / n, 100 * knocked_authors / n
+        condition, wanted, n, 100 * base_hits / n, 100 * knocked / n, 100 * knocked_authors / n, change
     )
+
+
+# The paper's Table 2 (accuracy drop with cross-frame attention blocked in the first half), LLaVA-NeXT-7B-Video-FT.
+PAPER_TABLE2 = {
+    "LLaVA-NeXT-7B-Video-FT": {
+        "action_antonym": -24.1,
+        "action_sequence": -20.2,
+        "scene_transition": -18.0,
+        "moving_direction": -44.8,
+        "object_count": -60.8,
+    }
+}
+
+
+@register
+class AccuracyAnalysis(Analysis):
+    """First-token accuracy with a knockout in a fixed layer set (setting ``knockouts``: (condition, layers)
+    pairs, layers as `parse_layer_range` reads them; default cross-frame in the first half, the paper's Table 2).
+    Its knockouts are scored by the sweep's batched pass; the summary is the first pair's."""
+
+    name = "accuracy"
+    title = "Accuracy under knockout (Table 2)"
+    summary_type = AccuracyUnderKnockout
+
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        self.sets = [tuple(pair) for pair in setup.settings.get("knockouts", (("cross_frame", "first_half"),))]
+        self.pairs: list[tuple[Condition, Window]] = []
+        for name, layer_set in self.sets:
+            (condition,) = resolve_conditions([name])
+            window = parse_layer_range(layer_set, setup.num_layers)
+            self.pairs.append((condition, type(window)(window.layers, None, f"explicit:{layer_set}")))
+
+    def knockouts(self) -> list[tuple[Condition, Window]]:
+        return self.pairs
+
+    def info(self) -> dict[str, Any]:
+        return {"knockouts": [[c.name, w.style] for c, w in self.pairs]}
+
+    @classmethod
+    def summarise(cls, view: TaskView) -> AccuracyUnderKnockout | None:
+        wanted = view.info.get(cls.name, {}).get("knockouts")
+        if not wanted or not view.baselines:
+            return None
+        condition, style = wanted[0]
+        records = [
+            r
+            for sweep in view.of("sweep")
+            for r in sweep.records
+            if r.condition == condition and r.window_style == style
+        ]
+        if len(records) != len(view.baselines):
+            return None
+        return accuracy_under_knockout(view.baselines, records, condition, records[0].layers)
+
+    @classmethod
+    def gate_numbers(cls, summary: AccuracyUnderKnockout, task: str) -> dict[str, dict[str, float]]:
+        return {} if task == "all" else {"accuracy": {f"{summary.condition}_first_half": summary.knocked}}
+
+    @classmethod
+    def report(cls, runs: Sequence[ReportInput]) -> Contribution:
+        tasks = sorted({t for run in runs for t in run.tasks() if run.get(t, cls.name) is not None})
+        if not tasks:
+            return Contribution()
+        rows = []
+        for run in runs:
+            row = [run.model, run.dataset]
+            paper = PAPER_TABLE2.get(run.paper_model, {})
+            for task in tasks:
+                a = run.get(task, cls.name)
+                if a is None:
+                    row.append("")
+                elif a.base <= 0:
+                    row.append(f"n/a (0 of {a.n} correct)")
+                else:
+                    cell = f"{a.drop_points:+.1f} ({a.drop_relative:+.0f}%)"
+                    row.append(cell + (f" {{paper {paper[task]:+.1f}}}" if task in paper else ""))
+            rows.append(row)
+        table = Table(
+            "Table 2 — accuracy drop with cross-frame attention blocked in the first half of the layers (1 to L/2)",
+            ["model", "dataset", *tasks],
+            rows,
+            "Points of first-token accuracy over all samples (relative % in brackets); the paper's values in braces "
+            "(it does not say whether they are points or relative %).",
+        )
+        return Contribution(tables=[table])

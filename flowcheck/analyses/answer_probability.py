@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from flowcheck.analyses.base import Analysis, ReportInput, TaskView, register
 from flowcheck.analyses.hidden import hidden_states, layer_outputs
+from flowcheck.analyses.specs import SET1, TRUE_OPTION_COLOUR, Contribution, Figure, Panel, Series
 from flowcheck.engine import Decoder
 from flowcheck.models.base import EncodedSample
 
@@ -64,3 +67,72 @@ def probability_curves(per_sample: Sequence[tuple[list[list[float]], int]]) -> P
         list(np.mean(beats, axis=0)),
         len(per_sample),
     )
+
+
+@register
+class AnswerProbability(Analysis):
+    """Option-letter probabilities read through lm_head at every layer (setting ``final_norm``, default False:
+    the authors' LLaVA convention); summarised over the correctly answered samples (the paper's Fig. 9)."""
+
+    name = "answer_probability"
+    title = "Answer probability by layer (Fig. 9)"
+    summary_type = ProbabilityCurves
+
+    def parameters(self) -> dict[str, Any]:
+        return {"final_norm": bool(self.setup.settings.get("final_norm", False))}
+
+    def compute(self, decoder, encoded, sample) -> dict[str, Any]:
+        return {"probs": answer_probability(decoder, encoded, bool(self.setup.settings.get("final_norm", False)))}
+
+    @classmethod
+    def summarise(cls, view: TaskView) -> ProbabilityCurves | None:
+        per = view.results.get(cls.name, {})
+        pairs = [
+            (per[b.sample_id]["probs"], b.true_index)
+            for b in view.baselines
+            if b.sample_id in view.chosen and b.sample_id in per
+        ]
+        return probability_curves(pairs) if pairs else None
+
+    @classmethod
+    def gate_numbers(cls, summary: ProbabilityCurves, task: str) -> dict[str, dict[str, float]]:
+        return {} if task == "all" else {"probability": {"true_option_last_layer": summary.true_mean[-1]}}
+
+    @classmethod
+    def report(cls, runs: Sequence[ReportInput]) -> Contribution:
+        out = Contribution()
+        for run in runs:
+            whose = f"{run.model} on {run.dataset}"
+            panels = []
+            for task in run.temporal_tasks or run.tasks():
+                a = run.get(task, cls.name)
+                if a is None:
+                    continue
+                x = [layer + 1 for layer in a.layers]
+                series = [
+                    Series("True option", x, a.true_mean, colour=TRUE_OPTION_COLOUR),
+                    Series("Best false option", x, a.false_max_mean, colour=SET1["blue"]),
+                    Series("False options (mean)", x, a.false_mean, colour=SET1["blue"], linestyle=":"),
+                ]
+                panels.append(Panel(task.replace("_", " ").title(), series, note=f"n={a.n}"))
+            if not panels:
+                out.missing.append(f"Fig. 9 for {whose}: no answer probabilities (no correctly answered sample)")
+                continue
+            out.figures.append(
+                Figure(
+                    cls.title,
+                    f"fig9-answer-probability-{run.file_stem()}.png",
+                    "Mean probability of the true option letter vs the false ones at the last position, lm_head on "
+                    "each layer's output, correctly answered samples.",
+                    whose,
+                    panels,
+                    suptitle=f"Fig. 9 — Answer probability by layer: {whose}",
+                    options={
+                        "ylabel": "Probability (%)",
+                        "num_layers": run.num_layers,
+                        "zero_line": False,
+                        "ylim": (-2, 102),
+                    },
+                )
+            )
+        return out

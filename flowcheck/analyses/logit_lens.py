@@ -14,11 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from flowcheck.analyses.base import Analysis, AnalysisUnavailable, ReportInput, Setup, TaskView, register
 from flowcheck.analyses.hidden import hidden_states
+from flowcheck.analyses.specs import Contribution, Figure, LensPanel
 from flowcheck.engine import Decoder
 from flowcheck.models.base import EncodedSample
 
@@ -175,3 +178,93 @@ def summarise_hits(
         )
         kept[name] = int(keep.sum())
     return LensSummary(bins, frequencies, mean_layer, totals, kept, samples)
+
+
+def lens_bin_size(num_layers: int) -> int:
+    """Eight bins over the depth, as the paper's 5-layer bins over 40 layers."""
+    return max(1, round(num_layers / 8))
+
+
+@register
+class LogitLens(Analysis):
+    """Top-1 keyword hits of the video residuals per layer (settings: ``keywords``, a keyword file name or path;
+    ``unembedding``, "input" as the authors or "output"; ``norm``); summarised over the correctly answered
+    samples into the paper's Fig. 4. Raises AnalysisUnavailable when the keyword lists do not fit the model's
+    vocabulary (see `resolve_keywords`)."""
+
+    name = "logit_lens"
+    title = "Logit lens on video tokens (Fig. 4)"
+    summary_type = LensSummary
+
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        source = setup.settings.get("keywords")
+        if not source:
+            raise AnalysisUnavailable("no keyword list is set (logit_lens keywords)")
+        try:
+            self.keywords = resolve_keywords(setup.model.tokenizer, load_keyword_file(source)["lists"])
+        except KeywordError as err:
+            raise AnalysisUnavailable(f"keywords {source!r}: {err}") from None
+        self.unembedding = setup.settings.get("unembedding", "input")
+        self.norm = bool(setup.settings.get("norm", False))
+
+    def parameters(self) -> dict[str, Any]:
+        return {"keywords": self.keywords.token_ids, "unembedding": self.unembedding, "norm": self.norm}
+
+    def compute(self, decoder, encoded, sample) -> dict[str, Any]:
+        return {"hits": keyword_hits(video_top1(decoder, encoded, self.unembedding, self.norm), self.keywords)}
+
+    def info(self) -> dict[str, Any]:
+        k = self.keywords
+        return {"lists": k.lists, "token_ids": k.token_ids, "multi_token": k.multi_token}
+
+    @classmethod
+    def summarise(cls, view: TaskView) -> LensSummary | None:
+        hits = [r["hits"] for r in view.of(cls.name, chosen_only=True)]
+        if not hits:
+            return None
+        layers = view.num_layers
+        total = {
+            name: np.sum([np.asarray(h[name]).reshape(-1, layers) for h in hits], axis=0).tolist() for name in hits[0]
+        }
+        return summarise_hits(total, lens_bin_size(layers), layers, samples=len(hits))
+
+    @classmethod
+    def summary_from_dict(cls, data: Mapping[str, Any]) -> LensSummary:
+        summary = super().summary_from_dict(data)
+        summary.bins = [tuple(b) for b in summary.bins]
+        return summary
+
+    @classmethod
+    def gate_numbers(cls, summary: LensSummary, task: str) -> dict[str, dict[str, float]]:
+        if task != "all":
+            return {}
+        layers = {f"lens_mean_layer/{k}": v + 1 for k, v in summary.mean_layer.items() if not np.isnan(v)}
+        return {"layer": layers} if layers else {}
+
+    @classmethod
+    def report(cls, runs: Sequence[ReportInput]) -> Contribution:
+        out = Contribution()
+        for run in runs:
+            whose = f"{run.model} on {run.dataset}"
+            lens = run.get("all", cls.name)
+            if run.problems.get(cls.name):
+                out.missing.append(f"Fig. 4 for {whose}: {run.problems[cls.name]}")
+                continue
+            if lens is None or not any(lens.hits.values()):
+                out.missing.append(f"Fig. 4 for {whose}: no video position reads as a keyword at any layer")
+                continue
+            bins = [f"{a + 1}-{b}" if b - a > 1 else f"{a + 1}" for a, b in lens.bins]
+            mean_layers = {k: v + 1 for k, v in lens.mean_layer.items()}
+            out.figures.append(
+                Figure(
+                    cls.title,
+                    f"fig4-logit-lens-{run.file_stem()}.png",
+                    f"Normalised top-1 keyword hits per layer bin; hits {lens.hits}.",
+                    whose,
+                    [LensPanel(whose, bins, lens.frequencies, mean_layers)],
+                    kind="bars",
+                    suptitle="Fig. 4 — Keywords read from video tokens (logit lens)",
+                )
+            )
+        return out

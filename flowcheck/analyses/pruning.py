@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any
 
+from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register
+from flowcheck.analyses.specs import Contribution, Table
 from flowcheck.edges import PathwaySpec, full_edges, matched_random_counts, paper_pathways, random_blocked_mask
 from flowcheck.engine import Decoder, Knockout, score
 from flowcheck.models.base import EncodedSample
@@ -125,3 +130,111 @@ def summarise_pruning(samples: Sequence[PruningSample]) -> PruningSummary:
         mean("effective_edges"),
         mean("random_edges"),
     )
+
+
+def _paper_numbers() -> dict:
+    return json.loads(resources.files("flowcheck.specs").joinpath("pathways.json").read_text())["models"]
+
+
+@register
+class Pruning(Analysis):
+    """Accuracy with only the effective pathways vs full attention vs as many edges blocked at random (settings:
+    ``pathway``, a `PathwaySpec`, default the paper's LLaVA-NeXT-7B spec scaled to the model's depth;
+    ``random_mode``); over all samples, as the authors (the paper's Table 3)."""
+
+    name = "pruning"
+    title = "Table 3 — effective pathways vs full and random attention"
+    summary_type = PruningSummary
+
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        self.spec = setup.settings.get("pathway") or scaled_paper_spec(setup.num_layers)
+        self.random_mode = setup.settings.get("random_mode", "uniform")
+
+    def parameters(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "spec": [spec.cross_frame, spec.video_to_question, spec.question_to_last],
+            "seed": self.setup.plan.seed,
+            "random_mode": self.random_mode,
+        }
+
+    def compute(self, decoder, encoded, sample) -> dict[str, Any]:
+        pruned = prune_sample(
+            decoder,
+            encoded,
+            self.spec,
+            seed=self.setup.plan.seed,
+            random_mode=self.random_mode,
+            **self.setup.plan.engine,
+        )
+        return asdict(pruned)
+
+    def load(self, stored: dict[str, Any]) -> PruningSample:
+        return PruningSample(**stored)
+
+    def info(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "name": spec.name,
+            "cross_frame": spec.cross_frame,
+            "video_to_question": spec.video_to_question,
+            "question_to_last": spec.question_to_last,
+        }
+
+    @classmethod
+    def summarise(cls, view: TaskView) -> PruningSummary | None:
+        samples = view.of(cls.name)
+        return summarise_pruning(samples) if samples else None
+
+    @classmethod
+    def gate_numbers(cls, summary: PruningSummary, task: str) -> dict[str, dict[str, float]]:
+        if task != "all":
+            return {}
+        return {
+            "accuracy": {
+                "pruning/full": summary.full_accuracy,
+                "pruning/effective": summary.effective_accuracy,
+                "pruning/random": summary.random_accuracy,
+            },
+            "fraction": {"pruning/kept_fraction": summary.kept_fraction},
+        }
+
+    @classmethod
+    def report(cls, runs: Sequence[ReportInput]) -> Contribution:
+        """Edges and accuracy under full / effective-pathway / random attention, one column per dataset."""
+        if not any(run.get("all", cls.name) for run in runs):
+            return Contribution()
+        datasets = sorted({run.dataset for run in runs})
+        by_key = {(run.model, run.dataset): run for run in runs}
+        paper = _paper_numbers()
+        rows = []
+        for model in sorted({run.model for run in runs}):
+            mine = [r for r in runs if r.model == model]
+            for kind in ("full", "effective", "random"):
+                row: list[Any] = [model, mine[0].video_tokens or "", kind]
+                edges, accs = None, []
+                for dataset in datasets:
+                    run = by_key.get((model, dataset))
+                    p = run.get("all", cls.name) if run else None
+                    if p is None:
+                        accs.append("")
+                        continue
+                    edges = edges or {"full": p.full_edges, "effective": p.effective_edges, "random": p.random_edges}
+                    accs.append(f"{getattr(p, f'{kind}_accuracy'):.1f}")
+                row.append(f"{edges[kind] / 1e3:.1f}k ({edges[kind] / edges['full']:.2f})" if edges else "")
+                row += accs
+                reference = paper.get(mine[0].paper_model)
+                if reference:
+                    e, fraction, tv, to = reference["paper"][kind]
+                    row.append(f"{e}M ({fraction:.2f}); TVBench {tv}; TOMATO {to}")
+                else:
+                    row.append("")
+                rows.append(row)
+        table = Table(
+            cls.title,
+            ["model", "video tokens", "attention", "edges (kept)", *datasets, "paper"],
+            rows,
+            "Edges: causal (query, key) pairs of one head summed over layers, mean per sample; accuracy in %.",
+        )
+        return Contribution(tables=[table])

@@ -45,7 +45,7 @@ class KnockoutRecord:
 
     sample_id: str
     condition: str
-    family: str
+    group: str  # the condition group (the authors' --target), e.g. "vql-to-ql"
     window_center: int | None
     window_style: str
     layers: list[int]
@@ -72,4 +72,14 @@ class SampleSweep:
 
     @classmethod
     def from_dict(cls, d: dict) -> SampleSweep:
-        return cls(Baseline(**d["baseline"]), [KnockoutRecord(**r) for r in d["records"]])
+        records = [KnockoutRecord(**_renamed(r)) for r in d["records"]]
+        return cls(Baseline(**d["baseline"]), records)
+
+
+def _renamed(record: dict) -> dict:
+    """A stored record with the names of this version (caches written before condition groups were called
+    "group" kept them under "family")."""
+    if "family" in record and "group" not in record:
+        record = {**record, "group": record["family"]}
+        del record["family"]
+    return record

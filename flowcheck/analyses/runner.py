@@ -8,72 +8,59 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from tqdm import tqdm
-
-from flowcheck.analyses.answer_probability import answer_probability
-from flowcheck.analyses.logit_lens import KeywordError, keyword_hits, load_keyword_file, resolve_keywords, video_top1
-from flowcheck.analyses.pruning import PruningSample, prune_sample, scaled_paper_spec
-from flowcheck.analyses.records import Baseline, KnockoutRecord, SampleSweep
-from flowcheck.analyses.sweep import sweep_sample
+from flowcheck.analyses.base import Analysis, AnalysisUnavailable, Setup, selected
+from flowcheck.analyses.records import Baseline
 from flowcheck.cache import ResultCache, cache_key
 from flowcheck.data.frames import FRAME_RULE, FrameCache, FrameRequest, VideoError
 from flowcheck.data.report import Skipped
 from flowcheck.data.sample import Sample
-from flowcheck.edges import PathwaySpec, paper_conditions, parse_layer_range, resolve_conditions, sweep_windows
 from flowcheck.models.base import AdapterError, ModelAdapter
 from flowcheck.models.handle import ModelHandle
+from flowcheck.progress import NullProgress, ProgressSink
 
 NOT_COMPUTED = "not in the result cache (not computed)"
 
 
 @dataclass(frozen=True)
 class AnalysisPlan:
-    """What to compute. Conditions are paper names, family names or user specs (``video->post``)."""
+    """What to compute for one model on one dataset.
 
-    conditions: tuple[str, ...] = tuple(paper_conditions())
-    window: int | None = None
-    window_style: str = "center"
-    accuracy: tuple[tuple[str, str], ...] = (("cross_frame", "first_half"),)
-    answer_probability: bool = True
-    final_norm: bool = False
-    logit_lens: str | None = None
-    lens_unembedding: str = "input"
-    lens_norm: bool = False
-    pruning: bool = True
-    pathway: PathwaySpec | None = None
-    random_mode: str = "uniform"
+    `analyses`: names of registered analyses (`flowcheck.analyses.base`), None for all of them; `settings`:
+    per analysis name, its settings (e.g. ``{"sweep": {"conditions": ("cross_frame",)}, "logit_lens":
+    {"keywords": "synthetic"}}``; each analysis documents its own); `selection`: which samples curves and
+    layer-wise summaries average over (correct, wrong, all; the paper: correct); `seed`: bootstrap and random
+    controls; `engine`: options of the knockout engine (batch size, memory budget, attention backend)."""
+
+    analyses: tuple[str, ...] | None = None
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    selection: str = "correct"
     seed: int = 0
-    engine: dict = field(default_factory=dict)
+    engine: Mapping[str, Any] = field(default_factory=dict)
 
-    def describe(self) -> dict:
-        d = asdict(self)
-        d.pop("engine")
-        return d
+    def setting(self, analysis: str) -> Mapping[str, Any]:
+        return self.settings.get(analysis, {})
 
 
 @dataclass
 class ModelResults:
-    """Per-sample results of one model on one dataset."""
+    """Per-sample results of one model on one dataset: each sample's baseline and, per analysis name, its decoded
+    per-sample results by sample id; `info` and `problems` per analysis (why one could not run)."""
 
     model: str
     fingerprint: str
     num_layers: int
     dataset: str
     baselines: list[Baseline] = field(default_factory=list)
-    records: list[KnockoutRecord] = field(default_factory=list)
-    answer_probs: dict[str, list[list[float]]] = field(default_factory=dict)
-    lens_hits: dict[str, dict[str, list[list[int]]]] = field(default_factory=dict)
-    lens_keywords: dict = field(default_factory=dict)
-    pruning: list[PruningSample] = field(default_factory=list)
-    pathway: dict = field(default_factory=dict)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
     computed: int = 0
     cached: int = 0
-    lens_problem: str = ""  # why the logit lens was not run (KeywordError message)
 
     def tasks(self) -> list[str]:
         return sorted({b.task for b in self.baselines})
@@ -81,22 +68,17 @@ class ModelResults:
     def for_task(self, task: str) -> ModelResults:
         """The same results restricted to one task."""
         ids = {b.sample_id for b in self.baselines if b.task == task}
-        subset = ModelResults(
+        return ModelResults(
             self.model,
             self.fingerprint,
             self.num_layers,
             self.dataset,
             [b for b in self.baselines if b.sample_id in ids],
-            [r for r in self.records if r.sample_id in ids],
-            {k: v for k, v in self.answer_probs.items() if k in ids},
-            {k: v for k, v in self.lens_hits.items() if k in ids},
-            self.lens_keywords,
-            [p for p in self.pruning if p.sample_id in ids],
-            self.pathway,
+            {name: {k: v for k, v in per.items() if k in ids} for name, per in self.results.items()},
+            self.info,
+            self.problems,
             [s for s in self.skipped if f"/{task}/" in s.sample_id or s.sample_id.endswith(f"/{task}")],
         )
-        subset.lens_problem = self.lens_problem
-        return subset
 
 
 def sample_fingerprint(sample: Sample) -> str:
@@ -130,13 +112,6 @@ def result_identity(model: ModelHandle) -> dict:
     return identity
 
 
-def pathway_for(model: ModelHandle, plan: AnalysisPlan) -> PathwaySpec:
-    """The plan's spec, else the paper's scaled 7B spec (per-model specs come through the plan)."""
-    if plan.pathway is not None:
-        return plan.pathway
-    return scaled_paper_spec(model.num_layers)
-
-
 def run_analyses(
     model: ModelHandle | ModelAdapter,
     samples: Sequence[Sample],
@@ -145,116 +120,88 @@ def run_analyses(
     *,
     dataset: str = "",
     frame_cache: FrameCache | None = None,
-    progress: bool = True,
+    progress: ProgressSink | None = None,
     compute: bool = True,
     skipped_before: int = 0,
 ) -> ModelResults:
-    """All analyses of `plan` for every sample, from the cache where possible (weights load only on a miss).
+    """Every analysis of `plan` for every sample, from the cache where possible (weights load only on a miss).
 
-    `skipped_before`: samples of the dataset already left out at load time, counted in the progress bar's
-    ``skipped`` so that it agrees with the report."""
+    Each analysis's per-sample result is stored as soon as it is computed (cache kind = analysis name).
+    `progress` sees every sample (`skipped_before`: samples of the dataset already left out at load time, counted
+    so that the progress agrees with the report). Raises ValueError when no analysis of the plan gives the
+    samples' baselines (the knockout sweep does)."""
     if isinstance(model, ModelAdapter):
         model = ModelHandle.from_adapter(model)
+    progress = progress or NullProgress()
     layers = model.num_layers
-    conditions = resolve_conditions(plan.conditions)
-    windows = sweep_windows(layers, plan.window, plan.window_style)
-    pairs = [(c, w) for c in conditions for w in windows]
-    for name, layer_set in plan.accuracy:
-        (condition,) = resolve_conditions([name])
-        window = parse_layer_range(layer_set, layers)
-        pairs.append((condition, type(window)(window.layers, None, f"explicit:{layer_set}")))
-    spec = pathway_for(model, plan) if plan.pruning else None
-    keywords, lens_problem = None, ""
-    if plan.logit_lens:
+    results = ModelResults(model.name, model.fingerprint(), layers, dataset)
+    instances: list[Analysis] = []
+    for cls in selected(plan.analyses):
         try:
-            keywords = resolve_keywords(model.tokenizer, load_keyword_file(plan.logit_lens)["lists"])
-        except KeywordError as err:  # only the logit-lens claim is affected; it reports this reason
-            lens_problem = f"keywords {plan.logit_lens!r}: {err}"
-    results = ModelResults(model.name, model.fingerprint(), layers, dataset, lens_problem=lens_problem)
-    if spec is not None:
-        results.pathway = {
-            "name": spec.name,
-            "cross_frame": spec.cross_frame,
-            "video_to_question": spec.video_to_question,
-            "question_to_last": spec.question_to_last,
-        }
-    if keywords is not None:
-        results.lens_keywords = {
-            "lists": keywords.lists,
-            "token_ids": keywords.token_ids,
-            "multi_token": keywords.multi_token,
-        }
+            instances.append(cls(Setup(model, dataset, layers, plan, plan.setting(cls.name))))
+        except AnalysisUnavailable as err:  # only the claims that need this analysis are affected
+            results.problems[cls.name] = str(err)
+    if not any(a.provides_baseline for a in instances):
+        raise ValueError(f"the plan's analyses {plan.analyses} include none that gives each sample's baseline (sweep)")
+    knockouts = [pair for analysis in instances for pair in analysis.knockouts()]
+    for analysis in instances:
+        analysis.setup.knockouts = knockouts
+        results.info[analysis.name] = analysis.info()
+        results.results[analysis.name] = {}
+    parameters = {a.name: a.parameters() for a in instances}
+    per_sample = [a for a in instances if parameters[a.name] is not None]
     frames_cache = frame_cache or FrameCache(max_items=8)
-    base_description = result_identity(model)
-    bar = tqdm(samples, desc=f"{Path(model.name).name}: {dataset}", unit="sample", disable=not progress)
-    for sample in bar:
-        bar.set_postfix(computed=results.computed, cached=results.cached, skipped=skipped_before + len(results.skipped))
-        try:
-            fingerprint = sample_fingerprint(sample)
-        except OSError as err:
-            results.skipped.append(Skipped(sample.id, str(sample.video), f"video not readable: {err}"))
-            continue
-        desc = {**base_description, "sample": fingerprint}
-        keys = {
-            "sweep": cache_key({**desc, "pairs": [(c.name, str(c.blocks), w.style, w.layers) for c, w in pairs]}),
-        }
-        if plan.answer_probability:
-            keys["answer_probability"] = cache_key({**desc, "final_norm": plan.final_norm})
-        if keywords is not None:
-            keys["logit_lens"] = cache_key(
-                {**desc, "keywords": keywords.token_ids, "unembedding": plan.lens_unembedding, "norm": plan.lens_norm}
-            )
-        if spec is not None:
-            keys["pruning"] = cache_key(
-                {
-                    **desc,
-                    "spec": [spec.cross_frame, spec.video_to_question, spec.question_to_last],
-                    "seed": plan.seed,
-                    "random_mode": plan.random_mode,
-                }
-            )
-        stored = {kind: cache.get(kind, key) for kind, key in keys.items()}
-        if all(v is not None for v in stored.values()):
-            results.cached += 1
-        elif not compute:
-            results.skipped.append(Skipped(sample.id, str(sample.video), NOT_COMPUTED))
-            continue
-        else:
-            adapter = model.adapter
-            try:
-                frames = frames_cache.get(FrameRequest.of(sample, model.num_frames))
-                encoded = adapter.encode(sample, frames)
-            except (VideoError, AdapterError) as err:
-                results.skipped.append(Skipped(sample.id, str(sample.video), str(getattr(err, "reason", err))))
-                continue
-            decoder = adapter.decoder
-            if stored["sweep"] is None:
-                sweep = sweep_sample(decoder, encoded, pairs, task=sample.task, dataset=dataset, **plan.engine)
-                stored["sweep"] = sweep.to_dict()
-                cache.put("sweep", keys["sweep"], stored["sweep"])
-            if "answer_probability" in keys and stored["answer_probability"] is None:
-                stored["answer_probability"] = {"probs": answer_probability(decoder, encoded, plan.final_norm)}
-                cache.put("answer_probability", keys["answer_probability"], stored["answer_probability"])
-            if "logit_lens" in keys and stored["logit_lens"] is None:
-                top1 = video_top1(decoder, encoded, plan.lens_unembedding, plan.lens_norm)
-                stored["logit_lens"] = {"hits": keyword_hits(top1, keywords)}
-                cache.put("logit_lens", keys["logit_lens"], stored["logit_lens"])
-            if "pruning" in keys and stored["pruning"] is None:
-                pruned = prune_sample(
-                    decoder, encoded, spec, seed=plan.seed, random_mode=plan.random_mode, **plan.engine
-                )
-                stored["pruning"] = asdict(pruned)
-                cache.put("pruning", keys["pruning"], stored["pruning"])
-            results.computed += 1
-        sweep = SampleSweep.from_dict(stored["sweep"])
-        results.baselines.append(sweep.baseline)
-        results.records.extend(sweep.records)
-        if "answer_probability" in stored:
-            results.answer_probs[sample.id] = stored["answer_probability"]["probs"]
-        if "logit_lens" in stored:
-            results.lens_hits[sample.id] = stored["logit_lens"]["hits"]
-        if "pruning" in stored:
-            results.pruning.append(PruningSample(**stored["pruning"]))
-    bar.set_postfix(computed=results.computed, cached=results.cached, skipped=skipped_before + len(results.skipped))
-    bar.close()
+    identity = result_identity(model)
+    progress.start(f"{model.name}: {dataset}" if dataset else model.name, len(samples))
+    try:
+        for done, sample in enumerate(samples, 1):
+            _one_sample(model, sample, per_sample, parameters, identity, cache, frames_cache, results, compute)
+            progress.update(done, results.computed, results.cached, skipped_before + len(results.skipped))
+    finally:
+        progress.finish()
     return results
+
+
+def _one_sample(
+    model: ModelHandle,
+    sample: Sample,
+    analyses: Sequence[Analysis],
+    parameters: Mapping[str, dict | None],
+    identity: dict,
+    cache: ResultCache,
+    frames_cache: FrameCache,
+    results: ModelResults,
+    compute: bool,
+) -> None:
+    try:
+        fingerprint = sample_fingerprint(sample)
+    except OSError as err:
+        results.skipped.append(Skipped(sample.id, str(sample.video), f"video not readable: {err}"))
+        return
+    desc = {**identity, "sample": fingerprint}
+    keys = {a.name: cache_key({**desc, **parameters[a.name]}) for a in analyses}
+    stored = {a.name: cache.get(a.name, keys[a.name]) for a in analyses}
+    if all(v is not None for v in stored.values()):
+        results.cached += 1
+    elif not compute:
+        results.skipped.append(Skipped(sample.id, str(sample.video), NOT_COMPUTED))
+        return
+    else:
+        adapter = model.adapter
+        try:
+            frames = frames_cache.get(FrameRequest.of(sample, model.num_frames))
+            encoded = adapter.encode(sample, frames)
+        except (VideoError, AdapterError) as err:
+            results.skipped.append(Skipped(sample.id, str(sample.video), str(getattr(err, "reason", err))))
+            return
+        for analysis in analyses:
+            if stored[analysis.name] is None:
+                stored[analysis.name] = analysis.compute(adapter.decoder, encoded, sample)
+                cache.put(analysis.name, keys[analysis.name], stored[analysis.name])
+        results.computed += 1
+    for analysis in analyses:
+        value = analysis.load(stored[analysis.name])
+        results.results[analysis.name][sample.id] = value
+        baseline = analysis.baseline(value)
+        if baseline is not None:
+            results.baselines.append(baseline)

@@ -2,28 +2,72 @@
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from flowcheck.analyses.accuracy import accuracy_under_knockout
-from flowcheck.analyses.answer_probability import probability_curves
-from flowcheck.analyses.curves import relative_change_curves, select_samples
-from flowcheck.analyses.logit_lens import summarise_hits
-from flowcheck.analyses.pruning import summarise_pruning
+from flowcheck.analyses.base import AnalysisUnavailable, TaskView, analyses
+from flowcheck.analyses.curves import select_samples
 from flowcheck.analyses.runner import ModelResults
-from flowcheck.claims import TaskSummary
-
-FIRST_HALF = "explicit:first_half"
 
 
-def lens_bin_size(num_layers: int) -> int:
-    """Eight bins over the depth, as the paper's 5-layer bins over 40 layers."""
-    return max(1, round(num_layers / 8))
+@dataclass
+class TaskSummary:
+    """Every analysis's summary of one model on one task (``task="all"``: the whole dataset).
+
+    `analyses[name]`: the summary of registered analysis `name` (its `summary_type`, or a JSON object), absent
+    when it has nothing to summarise; `problems[name]`: why analysis `name` could not run for the model."""
+
+    model: str
+    dataset: str
+    task: str
+    num_layers: int
+    n: int
+    n_correct: int
+    analyses: dict[str, Any] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> Any:
+        """Analysis `name`'s summary, or None."""
+        return self.analyses.get(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON object (layers 0-based, as the analyses count them)."""
+        known = analyses()
+        return {
+            "n": self.n,
+            "n_correct": self.n_correct,
+            "num_layers": self.num_layers,
+            "analyses": {
+                name: known[name].summary_to_dict(value) if name in known else value
+                for name, value in self.analyses.items()
+            },
+            "problems": dict(self.problems),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], model: str, dataset: str, task: str) -> TaskSummary:
+        """Inverse of `to_dict`; an analysis not registered here stays a JSON object."""
+        known = analyses()
+        return cls(
+            model,
+            dataset,
+            task,
+            data["num_layers"],
+            data["n"],
+            data["n_correct"],
+            {
+                name: known[name].summary_from_dict(value) if name in known else value
+                for name, value in data.get("analyses", {}).items()
+            },
+            dict(data.get("problems", {})),
+        )
 
 
 def summarise(
     results: ModelResults, task: str | None = None, *, selection: str = "correct", seed: int = 0, n_boot: int = 1000
 ) -> TaskSummary:
-    """Aggregate one task's results (all tasks when `task` is None)."""
+    """Aggregate one task's results (all tasks when `task` is None) through every analysis that ran."""
     subset = results.for_task(task) if task else results
     baselines = subset.baselines
     summary = TaskSummary(
@@ -33,35 +77,30 @@ def summarise(
         num_layers=results.num_layers,
         n=len(baselines),
         n_correct=sum(b.correct for b in baselines),
-        lens_problem=results.lens_problem,
+        problems=dict(results.problems),
     )
     if not baselines:
         return summary
-    summary.curves = relative_change_curves(baselines, subset.records, selection=selection, seed=seed, n_boot=n_boot)
-    first_half = [r for r in subset.records if r.condition == "cross_frame" and r.window_style == FIRST_HALF]
-    if len(first_half) == len(baselines):
-        summary.accuracy = accuracy_under_knockout(baselines, first_half, "cross_frame", first_half[0].layers)
-        knocked = {r.sample_id: r.new_argmax for r in first_half}
-        summary.correctness_change = {
-            b.sample_id: int(knocked[b.sample_id] == b.option_ids[b.true_index]) - int(b.correct) for b in baselines
-        }
-    chosen = select_samples(baselines, selection)
-    probs = [
-        (subset.answer_probs[b.sample_id], b.true_index)
-        for b in baselines
-        if b.sample_id in chosen and b.sample_id in subset.answer_probs
-    ]
-    if probs:
-        summary.answer = probability_curves(probs)
-    hits = [
-        subset.lens_hits[b.sample_id] for b in baselines if b.sample_id in chosen and b.sample_id in subset.lens_hits
-    ]
-    if hits:
-        total = {
-            name: np.sum([np.asarray(h[name]).reshape(-1, results.num_layers) for h in hits], axis=0).tolist()
-            for name in hits[0]
-        }
-        summary.lens = summarise_hits(total, lens_bin_size(results.num_layers), results.num_layers, samples=len(hits))
-    if subset.pruning:
-        summary.pruning = summarise_pruning(subset.pruning)
+    view = TaskView(
+        results.model,
+        results.dataset,
+        summary.task,
+        results.num_layers,
+        baselines,
+        select_samples(baselines, selection),
+        subset.results,
+        subset.info,
+        selection,
+        seed,
+        n_boot,
+    )
+    known = analyses()
+    for name in subset.results:
+        try:
+            value = known[name].summarise(view)
+        except AnalysisUnavailable as err:
+            summary.problems[name] = str(err)
+            continue
+        if value is not None:
+            summary.analyses[name] = value
     return summary

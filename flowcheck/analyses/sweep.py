@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register
+from flowcheck.analyses.curves import Curve, relative_change_curves
 from flowcheck.analyses.records import Baseline, KnockoutRecord, SampleSweep
-from flowcheck.edges import Condition, Window, check_layout_for
+from flowcheck.analyses.specs import IMAGE_MODEL_COLOUR, Contribution, Figure, Panel, Series, condition_series
+from flowcheck.edges import (
+    Condition,
+    Window,
+    check_layout_for,
+    condition_groups,
+    paper_conditions,
+    resolve_conditions,
+    sweep_windows,
+)
 from flowcheck.engine import Decoder, Knockout, condition_knockout, last_logits, score
 from flowcheck.models.base import EncodedSample
 
@@ -50,7 +63,7 @@ def sweep_sample(
         KnockoutRecord(
             sample_id=encoded.sample_id,
             condition=c.name,
-            family=c.family,
+            group=c.group,
             window_center=w.center,
             window_style=w.style,
             layers=list(w.layers),
@@ -62,3 +75,165 @@ def sweep_sample(
         for (c, w), s in zip(pairs, scored, strict=True)
     ]
     return SampleSweep(base, records)
+
+
+@dataclass
+class Curves:
+    """The sweep's summary: one relative-change curve per condition (`Curve`; the paper's Figs. 2 and 3)."""
+
+    curves: dict[str, Curve]
+
+    def to_dict(self) -> dict:
+        return {name: curve.to_dict() for name, curve in self.curves.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Curves:
+        fields = Curve.__dataclass_fields__
+        return cls({name: Curve(**{k: v for k, v in c.items() if k in fields}) for name, c in data.items()})
+
+
+FIGURE_GROUPS = (
+    ("vql-to-ql", "Video -> Question -> Last (Fig. 3)", "fig3-route"),
+    ("question-and-options-to-last", "Question and options -> Last", "fig3b-options"),
+    ("vq-to-true-opt", "Video and question -> true option", "fig3c-true-option"),
+)
+
+
+def _x(centers: Sequence[int]) -> list[int]:
+    return [c + 1 for c in centers]  # layers counted from 1, as the paper plots window centres
+
+
+def _title(task: str) -> str:
+    return task.replace("_", " ").title()
+
+
+@register
+class KnockoutSweep(Analysis):
+    """Attention knockout per condition x window (settings: ``conditions``, ``window``, ``window_style``); computes
+    every registered analysis's knockouts in one batched pass per sample and gives each sample's baseline."""
+
+    name = "sweep"
+    title = "Attention knockout (Figs. 2 and 3)"
+    summary_type = Curves
+    provides_baseline = True
+
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        settings = setup.settings
+        conditions = resolve_conditions(settings.get("conditions", tuple(paper_conditions())))
+        windows = sweep_windows(setup.num_layers, settings.get("window"), settings.get("window_style", "center"))
+        self.pairs = [(c, w) for c in conditions for w in windows]
+
+    def knockouts(self) -> list[tuple[Condition, Window]]:
+        return self.pairs
+
+    def parameters(self) -> dict[str, Any]:
+        return {"pairs": [(c.name, str(c.blocks), w.style, w.layers) for c, w in self.setup.knockouts]}
+
+    def compute(self, decoder, encoded, sample) -> dict[str, Any]:
+        pairs = self.setup.knockouts
+        swept = sweep_sample(
+            decoder, encoded, pairs, task=sample.task, dataset=self.setup.dataset, **self.setup.plan.engine
+        )
+        return swept.to_dict()
+
+    def load(self, stored: dict[str, Any]) -> SampleSweep:
+        return SampleSweep.from_dict(stored)
+
+    def baseline(self, result: SampleSweep) -> Baseline:
+        return result.baseline
+
+    @classmethod
+    def summarise(cls, view: TaskView) -> Curves:
+        records = [r for sweep in view.of(cls.name) for r in sweep.records]
+        curves = relative_change_curves(
+            view.baselines, records, selection=view.selection, seed=view.seed, n_boot=view.n_boot
+        )
+        return Curves(curves)
+
+    @classmethod
+    def summary_from_dict(cls, data: Mapping[str, Any]) -> Curves:
+        return Curves.from_dict(data)
+
+    @classmethod
+    def gate_numbers(cls, summary: Curves, task: str) -> dict[str, dict[str, float]]:
+        if task == "all":
+            return {}
+        out: dict[str, dict[str, float]] = {"change_pct": {}, "layer": {}}
+        for condition, curve in sorted(summary.curves.items()):
+            out["change_pct"][f"{condition}/minimum"] = curve.minimum
+            out["layer"][f"{condition}/argmin"] = curve.argmin + 1
+        return out
+
+    @classmethod
+    def report(cls, runs: Sequence[ReportInput]) -> Contribution:
+        out = Contribution()
+        groups = condition_groups()
+        labels = {name: c.label for name, c in paper_conditions().items()}
+        for run in runs:
+            tasks = run.temporal_tasks or run.tasks()
+            whose = f"{run.model} on {run.dataset}"
+            stem = run.file_stem()
+            panels = []
+            for task in tasks:
+                sweep = run.get(task, cls.name)
+                curve = sweep.curves.get("cross_frame") if sweep else None
+                panel = Panel(_title(task), note=f"n={curve.n}" if curve else "")
+                if curve:
+                    panel.series.append(
+                        condition_series("cross_frame", run.model, _x(curve.centers), curve.mean, curve.lo, curve.hi)
+                    )
+                image = run.image.get(task, cls.name) if run.image else None
+                if image and "cross_frame" in image.curves:
+                    c = image.curves["cross_frame"]
+                    panel.series.append(
+                        Series(
+                            f"{run.image.model} (image model)", _x(c.centers), c.mean, c.lo, c.hi, IMAGE_MODEL_COLOUR
+                        )
+                    )
+                panels.append(panel)
+            if any(p.series for p in panels):
+                out.figures.append(
+                    Figure(
+                        "Cross-frame knockout (Fig. 2)",
+                        f"fig2-cross-frame-{stem}.png",
+                        "Mean relative change of the predicted letter's probability (95% bootstrap CI), window "
+                        "centred at each layer, correctly answered samples.",
+                        whose,
+                        panels,
+                        suptitle=f"Fig. 2 — No cross-frame interactions: {whose}",
+                        options={"num_layers": run.num_layers},
+                    )
+                )
+            else:
+                out.missing.append(
+                    f"Fig. 2 for {whose}: no cross-frame curve (no correctly answered sample in "
+                    f"{', '.join(tasks) or 'any task'})"
+                )
+            for group, title, tag in FIGURE_GROUPS:
+                panels = []
+                for task in tasks:
+                    sweep = run.get(task, cls.name)
+                    panel = Panel(_title(task))
+                    for condition in groups.get(group, []):
+                        curve = sweep.curves.get(condition) if sweep else None
+                        if curve:
+                            panel.series.append(
+                                condition_series(
+                                    condition, labels[condition], _x(curve.centers), curve.mean, curve.lo, curve.hi
+                                )
+                            )
+                    panels.append(panel)
+                if any(p.series for p in panels):
+                    out.figures.append(
+                        Figure(
+                            title,
+                            f"{tag}-{stem}.png",
+                            "Mean relative change (95% bootstrap CI) per blocked pathway.",
+                            whose,
+                            panels,
+                            suptitle=f"{title}: {whose}",
+                            options={"num_layers": run.num_layers},
+                        )
+                    )
+        return out

@@ -9,7 +9,7 @@ import torch
 from tabulate import tabulate
 from tqdm import tqdm
 
-from flowcheck.edges import condition_families, paper_conditions, sweep_windows
+from flowcheck.edges import condition_groups, paper_conditions, sweep_windows
 from flowcheck.engine import condition_knockout, embed_text, find_decoder, score
 from flowcheck.layout import synthetic_layout
 
@@ -64,14 +64,14 @@ def run(args: argparse.Namespace) -> int:
                 rel = (ko.probs[predicted] - base.probs[predicted]) / base.probs[predicted] * 100
                 changes[conditions[condition].name][window].append(rel)
     elapsed = time.perf_counter() - start
-    family_of = {name: fam for fam, names in condition_families().items() for name in names}
+    group_of = {name: group for group, names in condition_groups().items() for name in names}
     rows = []
     for name, per_window in changes.items():
         means = [sum(v) / len(v) for v in per_window]
         worst = min(range(len(means)), key=means.__getitem__)
         rows.append(
             [
-                family_of[name],
+                group_of[name],
                 name,
                 f"{means[worst]:+.2f}",
                 windows[worst].center + 1,
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         tabulate(
             rows,
-            headers=["family", "condition", "min mean change %", "at layer (1-indexed)", "max |change| %"],
+            headers=["condition group", "condition", "min mean change %", "at layer (1-indexed)", "max |change| %"],
         )
     )
     print(

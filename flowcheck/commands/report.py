@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from flowcheck.report.schema import SchemaError
-from flowcheck.report.writer import ReportData, render, summary_line
+from flowcheck.record import RunRecord, SchemaError, summary_line
+from flowcheck.report.writer import render
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise SystemExit(f"flowcheck report: {path} not found; give a results.json written by a `pytest suites/` run")
     try:
-        data = ReportData.from_json(json.loads(path.read_text()))
+        data = RunRecord.from_json(json.loads(path.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SystemExit(
             f"flowcheck report: {path} is not JSON ({err}); give a results.json written by flowcheck"

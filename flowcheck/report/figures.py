@@ -1,71 +1,17 @@
-"""Figures in the paper's style: mean curves with 95% CI bands, one panel per task; logit-lens bars."""
+"""Draw the analyses' figures (`flowcheck.analyses.specs.Figure`) in the paper's style: mean curves with 95% CI
+bands, one panel per task; logit-lens bars."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
-# Colours of the authors' plots (official-protocol.md 12: seaborn Set1).
-SET1 = {
-    "red": "#E41A1C",
-    "blue": "#377EB8",
-    "green": "#4DAF4A",
-    "purple": "#984EA3",
-    "orange": "#FF7F00",
-    "brown": "#A65628",
-    "pink": "#F781BF",
-    "gray": "#999999",
-}
-CONDITION_STYLE: dict[str, tuple[str, str]] = {
-    "cross_frame": (SET1["green"], "-"),
-    "video->question": (SET1["purple"], "-"),
-    "video->last": (SET1["blue"], "-"),
-    "question->last": (SET1["orange"], "-"),
-    "last->last": (SET1["red"], "-"),
-    "question_only->last": (SET1["red"], "-"),
-    "true_option->last": (SET1["orange"], "-"),
-    "false_options->last": (SET1["blue"], "-"),
-    "video->question_only": (SET1["red"], "-"),
-    "question_only->true_option": (SET1["red"], "--"),
-    "video->true_option": (SET1["purple"], ":"),
-}
-TRUE_OPTION_COLOUR = "#FFB302"
-LENS_COLOURS = {"spatial": "#9DACBB", "temporal": "#6E8DAB"}
-IMAGE_MODEL_COLOUR = SET1["pink"]
-
-
-@dataclass
-class Series:
-    """One line: mean per x with an optional CI band."""
-
-    label: str
-    x: Sequence[float]
-    mean: Sequence[float]
-    lo: Sequence[float] | None = None
-    hi: Sequence[float] | None = None
-    colour: str | None = None
-    linestyle: str = "-"
-
-
-@dataclass
-class Panel:
-    """One subplot: a title and its series."""
-
-    title: str
-    series: list[Series] = field(default_factory=list)
-    note: str = ""
-
-
-def condition_series(name: str, label: str, x, mean, lo=None, hi=None, colour: str | None = None) -> Series:
-    """A series styled like the authors' plot for that condition."""
-    default_colour, style = CONDITION_STYLE.get(name, (None, "-"))
-    return Series(label, x, mean, lo, hi, colour or default_colour, style)
+from flowcheck.analyses.specs import LENS_COLOURS, SET1, Figure, LensPanel, Panel
 
 
 def _grid(count: int) -> tuple[int, int]:
@@ -86,7 +32,7 @@ def plot_curves(
 ) -> Path:
     """Mean curves with 95% CI bands, one panel per task, saved as a PNG."""
     rows, cols = _grid(len(panels))
-    fig = Figure(figsize=(4.6 * cols, 3.6 * rows))
+    fig = MplFigure(figsize=(4.6 * cols, 3.6 * rows))
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     for ax, panel in zip(axes.flat, panels, strict=False):
         for s in panel.series:
@@ -132,20 +78,10 @@ def plot_curves(
     return path
 
 
-@dataclass
-class LensPanel:
-    """Normalised hit frequency per layer bin of each keyword list (one bar group per bin)."""
-
-    title: str
-    bins: Sequence[str]
-    frequencies: dict[str, Sequence[float]]
-    mean_layers: dict[str, float] = field(default_factory=dict)
-
-
 def plot_logit_lens(panels: Sequence[LensPanel], path: Path, suptitle: str = "") -> Path:
     """Bar charts of keyword-list hit frequency per layer bin (the paper's Fig. 4 style)."""
     rows, cols = _grid(len(panels))
-    fig = Figure(figsize=(4.8 * cols, 3.4 * rows))
+    fig = MplFigure(figsize=(4.8 * cols, 3.4 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, panel in zip(axes.flat, panels, strict=False):
         lists = list(panel.frequencies)
@@ -169,3 +105,12 @@ def plot_logit_lens(panels: Sequence[LensPanel], path: Path, suptitle: str = "")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+def draw(figure: Figure, folder: Path) -> Path:
+    """Draw `figure` into ``folder / figure.file``; raises ValueError on an unknown figure kind."""
+    if figure.kind == "lines":
+        return plot_curves(figure.panels, folder / figure.file, suptitle=figure.suptitle, **figure.options)
+    if figure.kind == "bars":
+        return plot_logit_lens(figure.panels, folder / figure.file, suptitle=figure.suptitle)
+    raise ValueError(f"unknown figure kind {figure.kind!r} (lines or bars)")

@@ -1,14 +1,12 @@
-"""Markdown tables of a run: claims, the paper's Table 2 and Table 3 shapes, skipped samples."""
+"""Markdown tables of a run: claims, the analyses' tables (`flowcheck.analyses.specs.Table`), skipped samples."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from importlib import resources
 
 from tabulate import tabulate
 
-from flowcheck.claims import TaskSummary
+from flowcheck.analyses.specs import Table
 
 OUTCOME_LABEL = {
     "passed": "pass",
@@ -18,22 +16,6 @@ OUTCOME_LABEL = {
     "skipped": "skipped",
     "error": "ERROR",
     "unexpectedly passed": "XPASS (strict: FAIL)",
-}
-
-
-def _paper_numbers() -> dict:
-    data = json.loads(resources.files("flowcheck.specs").joinpath("pathways.json").read_text())
-    return data["models"]
-
-
-PAPER_TABLE2 = {
-    "LLaVA-NeXT-7B-Video-FT": {
-        "action_antonym": -24.1,
-        "action_sequence": -20.2,
-        "scene_transition": -18.0,
-        "moving_direction": -44.8,
-        "object_count": -60.8,
-    }
 }
 
 
@@ -72,71 +54,10 @@ def claims_table(entries: Sequence[Mapping]) -> str:
     )
 
 
-def table2(summaries: Mapping[tuple[str, str], Mapping[str, TaskSummary]], paper_model_of: Mapping[str, str]) -> str:
-    """Accuracy drop with cross-frame attention blocked in the first half of the layers, per task.
-
-    Cells: drop in accuracy points (relative % in brackets); the paper's value in braces where the
-    model is one of the paper's (the paper does not say whether its numbers are points or %).
-    """
-    tasks = sorted({t for per_task in summaries.values() for t in per_task if t != "all"})
-    rows = []
-    for (model, dataset), per_task in sorted(summaries.items()):
-        row = [model, dataset]
-        paper = PAPER_TABLE2.get(paper_model_of.get(model, ""), {})
-        for task in tasks:
-            s = per_task.get(task)
-            if s is None or s.accuracy is None:
-                row.append("")
-                continue
-            a = s.accuracy
-            if not s.n_correct or a.base <= 0:
-                row.append(f"n/a (0 of {s.n} correct)")
-                continue
-            cell = f"{a.drop_points:+.1f} ({a.drop_relative:+.0f}%)"
-            if task in paper:
-                cell += f" {{paper {paper[task]:+.1f}}}"
-            row.append(cell)
-        rows.append(row)
-    return tabulate(rows, headers=["model", "dataset", *tasks], tablefmt="github")
-
-
-def table3(
-    summaries: Mapping[tuple[str, str], Mapping[str, TaskSummary]],
-    paper_model_of: Mapping[str, str],
-    video_tokens: Mapping[str, int],
-) -> str:
-    """Edges and accuracy under full / effective-pathway / random attention, one column per dataset."""
-    datasets = sorted({d for _, d in summaries})
-    paper = _paper_numbers()
-    rows = []
-    for model in sorted({m for m, _ in summaries}):
-        for kind in ("full", "effective", "random"):
-            row = [model, video_tokens.get(model, ""), kind]
-            edges = None
-            accs = []
-            for dataset in datasets:
-                s = summaries.get((model, dataset), {}).get("all")
-                p = s.pruning if s else None
-                if p is None:
-                    accs.append("")
-                    continue
-                edges = edges or {"full": p.full_edges, "effective": p.effective_edges, "random": p.random_edges}
-                accs.append(f"{getattr(p, f'{kind}_accuracy'):.1f}")
-            if edges:
-                row.append(f"{edges[kind] / 1e3:.1f}k ({edges[kind] / edges['full']:.2f})")
-            else:
-                row.append("")
-            row += accs
-            paper_model = paper.get(paper_model_of.get(model, ""))
-            if paper_model:
-                e, fraction, tv, to = paper_model["paper"][kind]
-                row.append(f"{e}M ({fraction:.2f}); TVBench {tv}; TOMATO {to}")
-            else:
-                row.append("")
-            rows.append(row)
-    return tabulate(
-        rows, headers=["model", "video tokens", "attention", "edges (kept)", *datasets, "paper"], tablefmt="github"
-    )
+def markdown_table(table: Table) -> str:
+    """An analysis's table (`flowcheck.analyses.specs.Table`) as GitHub markdown; floats as `_short` shows them."""
+    rows = [[_short(v) if isinstance(v, float) else v for v in row] for row in table.rows]
+    return tabulate(rows, headers=table.headers, tablefmt="github")
 
 
 def skipped_table(skipped: Sequence[Mapping[str, str]], limit: int = 50) -> str:

@@ -37,7 +37,7 @@ def evaluate(model_dir: Path, per_task: int, cache: Path) -> dict:
         samples, _ = load_tvbench_layout(tmp, dataset="synthetic")
         adapter = load(str(model_dir))
         plan = AnalysisPlan(
-            conditions=("cross_frame", "vql-to-ql"), logit_lens=None, pruning=False, answer_probability=False
+            analyses=("sweep", "accuracy"), settings={"sweep": {"conditions": ("cross_frame", "vql-to-ql")}}
         )
         results = run_analyses(adapter, samples, plan, ResultCache(cache), dataset="synthetic")
     out = {"accuracy": {}, "chance": {}, "curves": {}, "first_half_drop": {}}
@@ -47,11 +47,13 @@ def evaluate(model_dir: Path, per_task: int, cache: Path) -> dict:
     for task in results.tasks():
         s = summarise(results, task)
         out["accuracy"][task] = s.n_correct / s.n
+        curves = s.get("sweep").curves if s.get("sweep") else {}
         out["curves"][task] = {
-            c: {"min": round(v.minimum, 1), "at_layer": v.argmin + 1, "n": v.n} for c, v in s.curves.items()
+            c: {"min": round(v.minimum, 1), "at_layer": v.argmin + 1, "n": v.n} for c, v in curves.items()
         }
-        if s.accuracy:
-            out["first_half_drop"][task] = (round(s.accuracy.base, 1), round(s.accuracy.knocked, 1))
+        accuracy = s.get("accuracy")
+        if accuracy:
+            out["first_half_drop"][task] = (round(accuracy.base, 1), round(accuracy.knocked, 1))
     return out
 
 

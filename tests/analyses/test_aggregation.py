@@ -9,7 +9,7 @@ from flowcheck.analyses.accuracy import accuracy_under_knockout
 from flowcheck.analyses.answer_probability import probability_curves
 from flowcheck.analyses.curves import bootstrap_ci, relative_change_curves
 from flowcheck.analyses.records import Baseline, KnockoutRecord
-from flowcheck.claims import paired_drop_test, sign_test_p
+from flowcheck.evaluators import paired_drop_test, sign_test_p
 
 LETTERS = [10, 11, 12, 13]
 

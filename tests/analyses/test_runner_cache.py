@@ -13,14 +13,20 @@ from flowcheck.data.folder import load_tvbench_layout
 from flowcheck.data.synth import write_benchmark
 from flowcheck.edges import full_edges
 
-PLAN = AnalysisPlan(conditions=("cross_frame", "vql-to-ql"), logit_lens="synthetic", seed=3)
+PLAN = AnalysisPlan(
+    settings={"sweep": {"conditions": ("cross_frame", "vql-to-ql")}, "logit_lens": {"keywords": "synthetic"}}, seed=3
+)
+
+
+def records(results):
+    return [r for sweep in results.results["sweep"].values() for r in sweep.records]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     folder = save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), layers=4)
     bench = tmp_path_factory.mktemp("bench")
-    write_benchmark(bench, seed=1, per_task=4, tasks=["moving_direction", "scene_transition"], progress=False)
+    write_benchmark(bench, seed=1, per_task=4, tasks=["moving_direction", "scene_transition"])
     samples, _ = load_tvbench_layout(bench, dataset="synthetic")
     return flowcheck.load(str(folder)), samples
 
@@ -33,14 +39,14 @@ def count_forwards(adapter):
 
 def test_records_cover_every_condition_window_and_the_first_half(setup, tmp_path):
     adapter, samples = setup
-    results = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic", progress=False)
+    results = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
     assert results.computed == len(samples) == len(results.baselines) and not results.skipped
     per_sample = 5 * 4 + 1  # (cross_frame + 4 route conditions) x 4 windows + the first-half accuracy record
-    assert len(results.records) == per_sample * len(samples)
-    assert set(results.answer_probs) == set(results.lens_hits) == {s.id for s in samples}
+    assert len(records(results)) == per_sample * len(samples)
+    assert set(results.results["answer_probability"]) == set(results.results["logit_lens"]) == {s.id for s in samples}
     summary = summarise(results, "moving_direction")
-    assert summary.n == 4 and summary.accuracy is not None and summary.accuracy.layers == [0, 1]
-    for p in results.pruning:
+    assert summary.n == 4 and summary.get("accuracy") is not None and summary.get("accuracy").layers == [0, 1]
+    for p in results.results["pruning"].values():
         layout = next(b.token_layout for b in results.baselines if b.sample_id == p.sample_id)
         assert p.full_edges == full_edges(layout.n) * 4
         assert p.effective_edges == p.random_edges < p.full_edges
@@ -48,14 +54,14 @@ def test_records_cover_every_condition_window_and_the_first_half(setup, tmp_path
 
 def test_a_second_identical_run_computes_nothing(setup, tmp_path):
     adapter, samples = setup
-    first = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic", progress=False)
+    first = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
     calls, handle = count_forwards(adapter)
     try:
-        second = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic", progress=False)
+        second = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
     finally:
         handle.remove()
     assert calls == [] and second.computed == 0 and second.cached == len(samples)
-    assert [r.p_new for r in second.records] == [r.p_new for r in first.records]
+    assert [r.p_new for r in records(second)] == [r.p_new for r in records(first)]
 
 
 def test_a_killed_run_resumes_where_it_stopped(setup, tmp_path, monkeypatch):
@@ -71,20 +77,62 @@ def test_a_killed_run_resumes_where_it_stopped(setup, tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(adapter), "encode", dying_encode)
     with pytest.raises(KeyboardInterrupt):
-        run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic", progress=False)
+        run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
     monkeypatch.setattr(type(adapter), "encode", encode)
-    resumed = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic", progress=False)
+    resumed = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
     assert resumed.cached == 3 and resumed.computed == len(samples) - 3
 
 
 def test_merged_caches_serve_a_full_run(setup, tmp_path):
     adapter, samples = setup
     half = len(samples) // 2
-    run_analyses(adapter, samples[:half], PLAN, ResultCache(tmp_path / "a"), dataset="synthetic", progress=False)
-    run_analyses(adapter, samples[half:], PLAN, ResultCache(tmp_path / "b"), dataset="synthetic", progress=False)
+    run_analyses(adapter, samples[:half], PLAN, ResultCache(tmp_path / "a"), dataset="synthetic")
+    run_analyses(adapter, samples[half:], PLAN, ResultCache(tmp_path / "b"), dataset="synthetic")
     copied, present = merge_caches([tmp_path / "a", tmp_path / "b"], tmp_path / "all")
     assert copied > 0 and present == 0
-    merged = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path / "all"), dataset="synthetic", progress=False)
+    merged = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path / "all"), dataset="synthetic")
     assert merged.computed == 0 and merged.cached == len(samples)
     again, already = merge_caches([tmp_path / "a"], tmp_path / "all")
     assert again == 0 and already > 0
+
+
+def test_cache_keys_are_those_of_the_per_analysis_runner(setup, tmp_path):
+    """Caches written before the analysis registry stay valid: each kind's key is the description the earlier
+    runner hashed (model identity + sample fingerprint + the analysis's parameters), written out here by hand."""
+    from flowcheck.analyses.logit_lens import load_keyword_file, resolve_keywords
+    from flowcheck.analyses.pruning import scaled_paper_spec
+    from flowcheck.analyses.runner import result_identity, sample_fingerprint
+    from flowcheck.cache import cache_key
+    from flowcheck.edges import parse_layer_range, resolve_conditions, sweep_windows
+    from flowcheck.models.handle import ModelHandle
+
+    adapter, samples = setup
+    cache = ResultCache(tmp_path)
+    run_analyses(adapter, samples[:1], PLAN, cache, dataset="synthetic")
+    handle = ModelHandle.from_adapter(adapter)
+    desc = {**result_identity(handle), "sample": sample_fingerprint(samples[0])}
+    windows = sweep_windows(4, None, "center")
+    pairs = [
+        (c.name, str(c.blocks), w.style, w.layers)
+        for c in resolve_conditions(PLAN.settings["sweep"]["conditions"])
+        for w in windows
+    ]
+    (cross_frame,) = resolve_conditions(["cross_frame"])
+    pairs.append(
+        (cross_frame.name, str(cross_frame.blocks), "explicit:first_half", parse_layer_range("first_half", 4).layers)
+    )
+    keywords = resolve_keywords(adapter.tokenizer, load_keyword_file("synthetic")["lists"])
+    spec = scaled_paper_spec(4)
+    expected = {
+        "sweep": {"pairs": pairs},
+        "answer_probability": {"final_norm": False},
+        "logit_lens": {"keywords": keywords.token_ids, "unembedding": "input", "norm": False},
+        "pruning": {
+            "spec": [spec.cross_frame, spec.video_to_question, spec.question_to_last],
+            "seed": 3,
+            "random_mode": "uniform",
+        },
+    }
+    for kind, parameters in expected.items():
+        assert cache.get(kind, cache_key({**desc, **parameters})) is not None, kind
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)

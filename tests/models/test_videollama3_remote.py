@@ -342,11 +342,14 @@ def test_a_family_chosen_by_name_has_its_own_cached_results(checkpoint, tmp_path
     folder = checkpoint[0]
     write_benchmark(tmp_path / "bench", seed=1, per_task=2, tasks=["moving_direction"], progress=False)
     samples, _ = load_tvbench_layout(tmp_path / "bench", dataset="synthetic")
-    plan, cache = AnalysisPlan(conditions=("vql-to-ql",), pruning=False), ResultCache(tmp_path / "cache")
+    plan = AnalysisPlan(
+        analyses=("sweep", "accuracy", "answer_probability"), settings={"sweep": {"conditions": ("vql-to-ql",)}}
+    )
+    cache = ResultCache(tmp_path / "cache")
     authors = f"{folder}@videollama3-remote-authors"
     computed, cached = (len(samples), 0), (0, len(samples))
     for name, expected in ((str(folder), computed), (authors, computed), (str(folder), cached), (authors, cached)):
-        results = run_analyses(flowcheck.load(name), samples, plan, cache, dataset="synthetic", progress=False)
+        results = run_analyses(flowcheck.load(name), samples, plan, cache, dataset="synthetic")
         assert (results.computed, results.cached) == expected, name
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 OUTCOMES = ("passed", "failed", "xfailed", "not evaluable", "skipped", "error", "unexpectedly passed")
 Outcome = Literal["passed", "failed", "xfailed", "not evaluable", "skipped", "error", "unexpectedly passed"]
 Number = StrictInt | StrictFloat
@@ -91,9 +91,10 @@ class Metadata(_Strict):
 
 
 class RunResults(_Strict):
-    """The whole results.json."""
+    """The whole results.json: `summaries` maps ``"<model>|<dataset>|<task>"`` to a `TaskSummary` object (per
+    registered analysis its summary, and the analyses that could not run with the reason)."""
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     layer_index_base: dict[str, StrictInt] = {"claims": 1, "summaries": 0}
     metadata: Metadata
     claims: list[ClaimEntry]
@@ -102,6 +103,7 @@ class RunResults(_Strict):
     image_models: dict[str, StrictStr] = {}
     paper_models: dict[str, StrictStr] = {}
     video_tokens: dict[str, StrictInt] = {}
+    temporal_tasks: dict[str, list[StrictStr]] = {}
 
 
 def validate(data: dict) -> RunResults:

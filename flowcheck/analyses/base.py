@@ -1,0 +1,249 @@
+"""The analysis registry: an analysis is one module with one registered `Analysis` subclass.
+
+In the manner of lm-evaluation-harness's metric and task registries, an analysis declares
+
+- its ``name`` (also the result cache's kind and its key in summaries and ``results.json``);
+- ``parameters()``: what enters its per-sample cache key besides the model, the frames and the sample
+  (None: the analysis computes nothing per sample and reads other analyses' results);
+- ``knockouts()``: (condition, window) pairs it needs scored; the knockout sweep computes every analysis's pairs
+  in one batched pass (so accuracy under knockout costs no extra forward);
+- ``compute(decoder, encoded, sample)``: one sample's result, a JSON object;
+- ``summarise(view)`` (class method): one task's summary from every analysis's per-sample results;
+- optionally ``gate_numbers`` (what a checkpoint is gated on) and ``report`` (its tables and figures, as data the
+  report draws).
+
+The runner (`flowcheck.analyses.runner`) loops over the registered analyses around one cache lookup per sample and
+knows none of them by name. Registering a new analysis::
+
+    @register
+    class MeanBaselineProbability(Analysis):
+        name = "mean_baseline_probability"
+        title = "Mean baseline probability"
+
+        @classmethod
+        def summarise(cls, view):
+            return {"mean": sum(b.argmax_prob for b in view.baselines) / len(view.baselines)}
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from flowcheck.analyses.records import Baseline
+from flowcheck.analyses.specs import Contribution
+from flowcheck.edges import Condition, Window
+
+# The paper's analyses, in the order they run (the sweep first: it gives every sample's baseline).
+BUILTIN_MODULES = (
+    "flowcheck.analyses.sweep",
+    "flowcheck.analyses.accuracy",
+    "flowcheck.analyses.answer_probability",
+    "flowcheck.analyses.logit_lens",
+    "flowcheck.analyses.pruning",
+)
+
+
+class AnalysisUnavailable(Exception):
+    """An analysis that cannot run for a model on a dataset (e.g. no keyword of a list is one of its tokens): the
+    reason is recorded in every summary, and the claims that need the analysis are "not evaluable" with it."""
+
+
+@dataclass
+class Setup:
+    """What an analysis is built from, for one model on one dataset.
+
+    `model`: a `ModelHandle` (name, num_layers, tokenizer; weights load only on first use of `.adapter`);
+    `settings`: this analysis's settings from the plan (`AnalysisPlan.settings[name]`); `knockouts`: every
+    analysis's (condition, window) pairs, in registration order (set by the runner before `parameters()`)."""
+
+    model: Any
+    dataset: str
+    num_layers: int
+    plan: Any
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    knockouts: list[tuple[Condition, Window]] = field(default_factory=list)
+
+
+@dataclass
+class TaskView:
+    """One task's per-sample results of every analysis (what `Analysis.summarise` reads).
+
+    `baselines`: the unblocked prediction of every sample of the task; `chosen`: ids of the samples the plan's
+    selection keeps (correctly answered by default, the paper's convention); `results[name][sample_id]`: each
+    analysis's decoded per-sample result; `info[name]`: each analysis's run-level information (`Analysis.info`)."""
+
+    model: str
+    dataset: str
+    task: str
+    num_layers: int
+    baselines: list[Baseline]
+    chosen: set[str]
+    results: Mapping[str, Mapping[str, Any]]
+    info: Mapping[str, Mapping[str, Any]]
+    selection: str = "correct"
+    seed: int = 0
+    n_boot: int = 1000
+
+    def of(self, name: str, chosen_only: bool = False) -> list[Any]:
+        """Analysis `name`'s per-sample results, in baseline order (only the chosen samples if `chosen_only`)."""
+        per = self.results.get(name, {})
+        return [
+            per[b.sample_id]
+            for b in self.baselines
+            if b.sample_id in per and (b.sample_id in self.chosen or not chosen_only)
+        ]
+
+
+class Analysis:
+    """Base class of a registered analysis (see the module docstring). Instances live for one model on one
+    dataset; class methods see only results (they run where no model is loaded, e.g. `flowcheck report`)."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    summary_type: ClassVar[type | None] = None  # a dataclass with to_dict(); None: summaries are plain dicts
+    provides_baseline: ClassVar[bool] = False  # True for the one analysis whose results give `baseline()`
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+
+    def knockouts(self) -> list[tuple[Condition, Window]]:
+        """(condition, window) pairs this analysis needs scored by the knockout sweep."""
+        return []
+
+    def parameters(self) -> dict[str, Any] | None:
+        """What enters the per-sample cache key besides the model identity and the sample; None: nothing is
+        computed per sample (the default)."""
+        return None
+
+    def compute(self, decoder, encoded, sample) -> dict[str, Any]:
+        """One sample's result as a JSON object (stored in the result cache as it is)."""
+        raise NotImplementedError(f"analysis {self.name!r} declares parameters() but no compute()")
+
+    def load(self, stored: dict[str, Any]) -> Any:
+        """A stored per-sample result as `summarise` reads it (default: the JSON object itself)."""
+        return stored
+
+    def baseline(self, result: Any) -> Baseline | None:
+        """The sample's unblocked prediction, when this analysis computes it (the knockout sweep does)."""
+        return None
+
+    def info(self) -> dict[str, Any]:
+        """Run-level information recorded with the results (e.g. the keywords used, the pathway spec)."""
+        return {}
+
+    @classmethod
+    def summarise(cls, view: TaskView) -> Any:
+        """One task's summary (a `summary_type` instance or a JSON object), or None when there is nothing to
+        summarise."""
+        return None
+
+    @classmethod
+    def summary_to_dict(cls, summary: Any) -> dict[str, Any]:
+        return summary.to_dict() if hasattr(summary, "to_dict") else dict(summary)
+
+    @classmethod
+    def summary_from_dict(cls, data: Mapping[str, Any]) -> Any:
+        """Inverse of `summary_to_dict` (derived values written beside the fields are dropped)."""
+        if cls.summary_type is None:
+            return dict(data)
+        names = cls.summary_type.__dataclass_fields__
+        return cls.summary_type(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def gate_numbers(cls, summary: Any, task: str) -> dict[str, dict[str, float]]:
+        """{kind: {metric: value}} this analysis contributes to checkpoint gating for one task (``"all"``: the
+        whole dataset); kinds carry the registry's ``[gating.tolerances]``."""
+        return {}
+
+    @classmethod
+    def report(cls, runs: Sequence[ReportInput]) -> Contribution:
+        """Tables and figures (as data, drawn by `flowcheck.report`). Default: one table with a row per
+        model x dataset x task and a column per scalar value of the summary."""
+        return Contribution.scalar_table(cls.title or cls.name, cls.name, runs, cls.summary_to_dict)
+
+
+@dataclass
+class ReportInput:
+    """One model on one dataset, as the report sees it: per task (and ``"all"``) the summaries of every analysis
+    (`summaries[task][analysis]`), the number of layers and the run-level facts the record keeps (the paired image
+    model, the paper model it stands for, its video tokens per sample)."""
+
+    model: str
+    dataset: str
+    num_layers: int
+    summaries: Mapping[str, Mapping[str, Any]]
+    temporal_tasks: list[str]
+    image_model: str = ""
+    paper_model: str = ""
+    video_tokens: int = 0
+    problems: Mapping[str, str] = field(default_factory=dict)
+    image: ReportInput | None = None
+
+    def file_stem(self) -> str:
+        """``<model file stem>-<dataset>``: figure file names (see `flowcheck.models.identity.file_stem`)."""
+        from flowcheck.models.identity import file_stem
+
+        return f"{file_stem(self.model)}-{self.dataset}"
+
+    def tasks(self) -> list[str]:
+        return [t for t in self.summaries if t != "all"]
+
+    def get(self, task: str, analysis: str) -> Any:
+        return self.summaries.get(task, {}).get(analysis)
+
+
+_REGISTRY: dict[str, type[Analysis]] = {}
+_loaded = False
+
+
+def register(cls: type[Analysis]) -> type[Analysis]:
+    """Class decorator: make `cls` one of the analyses every run computes. Raises ValueError on a missing or
+    duplicate name."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} has no analysis name")
+    known = _REGISTRY.get(cls.name)
+    if known is not None and known is not cls and known.__qualname__ != cls.__qualname__:
+        raise ValueError(f"analysis {cls.name!r} is registered twice ({known.__module__} and {cls.__module__})")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Remove a registered analysis (tests, plugins replacing one)."""
+    _REGISTRY.pop(name, None)
+
+
+def analyses() -> dict[str, type[Analysis]]:
+    """Every registered analysis by name, the paper's first (in `BUILTIN_MODULES` order), then the others in the
+    order they registered."""
+    global _loaded
+    if not _loaded:
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)
+        _loaded = True
+    order = {module: i for i, module in enumerate(BUILTIN_MODULES)}
+    ranked = sorted(_REGISTRY.values(), key=lambda cls: order.get(cls.__module__, len(order)))  # stable
+    return {cls.name: cls for cls in ranked}
+
+
+def analysis(name: str) -> type[Analysis]:
+    """The registered analysis `name`; raises KeyError naming the known ones."""
+    known = analyses()
+    if name not in known:
+        raise KeyError(f"unknown analysis {name!r}; registered: {', '.join(known)}")
+    return known[name]
+
+
+def selected(names: Iterable[str] | None) -> list[type[Analysis]]:
+    """The registered analyses to run: all of them (None), or those named, in registry order."""
+    known = analyses()
+    if names is None:
+        return list(known.values())
+    wanted = set(names)
+    unknown = wanted - set(known)
+    if unknown:
+        raise KeyError(f"unknown analysis {sorted(unknown)}; registered: {', '.join(known)}")
+    return [cls for name, cls in known.items() if name in wanted]
