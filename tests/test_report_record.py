@@ -93,3 +93,48 @@ def test_table2_never_shows_nan():
     (table,) = AccuracyAnalysis.report(record.report_inputs()).tables
     text = markdown_table(table)
     assert "nan" not in text and "n/a (0 of 12 correct)" in text
+
+
+BLOCKER = """
+import sys
+from importlib.abc import MetaPathFinder
+
+
+class Blocked(MetaPathFinder):
+    # the report re-renders from results.json alone: no session, runner, model handle or loader may load
+    names = ("flowcheck.session", "flowcheck.analyses.runner", "flowcheck.models.handle", "flowcheck.data.frames")
+
+    def find_spec(self, name, path=None, target=None):
+        if name in self.names:
+            raise ImportError(f"{name} is blocked: the report must not need it")
+
+
+sys.meta_path.insert(0, Blocked())
+from flowcheck.cli import main
+
+sys.exit(main(["report", sys.argv[1], "--out", sys.argv[2]]))
+"""
+
+
+def test_flowcheck_report_rerenders_from_the_record_alone(tmp_path: Path):
+    """`flowcheck report results.json` on a machine with no model and no cache: nothing but the record is read
+    (the session, the runner, model handles and the frame loader cannot even be imported in that process)."""
+    import subprocess
+    import sys
+
+    render(data(), tmp_path / "run")
+    script = tmp_path / "blocked.py"
+    script.write_text(BLOCKER)
+    out = tmp_path / "again"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run" / "results.json"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second = (tmp_path / "run" / "REPORT.md").read_text(), (out / "REPORT.md").read_text()
+    assert first == second and (out / "fig2-cross-frame-m-d.png").exists()
+    assert not (tmp_path / ".flowcheck-cache").exists()
