@@ -206,7 +206,8 @@ def _note(entry: Any) -> str:
     if outcome == "unexpectedly passed":
         return "holds, but is registered as an expected failure (strict): update the registry entry"
     if outcome in ("not evaluable", "skipped", "error") or not measured:
-        return message
+        said = f"{_field(entry, 'claim')} {outcome} for {_field(entry, 'model')} on {_field(entry, 'task')}: "
+        return message.removeprefix(said)  # the row names the claim, model and task already
     return ""
 
 
