@@ -41,13 +41,17 @@ class ClaimSpec:
 
 @dataclass
 class Registry:
-    """Claim definitions, per-model settings (thresholds, strict xfails, paired image model) and gating tolerances."""
+    """Claim definitions, per-model settings (thresholds, strict xfails, paired image model) and gating tolerances.
+
+    `findings` maps each of the paper's findings (``"C1"`` .. ``"C5"``, the `claim` field of a ClaimSpec) to its
+    one-line statement."""
 
     claims: dict[str, ClaimSpec]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     evidence: dict[str, float] = field(default_factory=lambda: {"min_samples": 10})
+    findings: dict[str, str] = field(default_factory=dict)
 
     def thresholds(self, claim: str, model: str) -> dict[str, float]:
         """The claim's thresholds for `model`, with the evidence minimum (``min_samples``) of the registry."""
@@ -122,6 +126,7 @@ def load_registry(extra: list[Path] | None = None) -> Registry:
         dict(data.get("gating", {}).get("tolerances", {})),
         ["flowcheck/specs/claims.toml"],
         dict(data.get("evidence", {"min_samples": 10})),
+        _findings(data.get("findings", {}), claims, "flowcheck/specs/claims.toml"),
     )
     _merge_models(registry, data.get("models", {}), "flowcheck/specs/claims.toml")
     for path in extra or []:
@@ -139,6 +144,16 @@ def load_registry(extra: list[Path] | None = None) -> Registry:
         registry.tolerances.update(more.get("gating", {}).get("tolerances", {}))
         registry.sources.append(str(path))
     return registry
+
+
+def _findings(table: Any, claims: Mapping[str, ClaimSpec], source: str) -> dict[str, str]:
+    """The [findings] table (finding id -> one-line statement); every claim must name one of them."""
+    if not isinstance(table, dict) or not all(isinstance(v, str) and v.strip() for v in table.values()):
+        raise RegistryError(f"{source}: [findings] must map finding ids (C1, ...) to one-line statements")
+    unknown = sorted({c.claim for c in claims.values()} - set(table))
+    if unknown:
+        raise RegistryError(f"{source}: claims name finding(s) {unknown} that [findings] does not state")
+    return dict(table)
 
 
 def _evidence(table: Any, known: Mapping[str, Any], source: Path | str) -> dict[str, int]:

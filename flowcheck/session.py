@@ -17,7 +17,7 @@ from flowcheck.analyses.summary import TaskSummary, summarise
 from flowcheck.cache import ResultCache
 from flowcheck.claims import ClaimResult, Evidence, Registry, RegistryError, evaluate
 from flowcheck.data.frames import FrameCache, FrameRequest, VideoError
-from flowcheck.data.registry import load_dataset
+from flowcheck.data.registry import dataset_spec, load_dataset
 from flowcheck.data.report import LoadReport
 from flowcheck.data.sample import Sample
 from flowcheck.edges import PathwaySpec, paper_pathways
@@ -26,8 +26,6 @@ from flowcheck.options import FlowOptions
 from flowcheck.progress import NullProgress, ProgressSink
 from flowcheck.provenance import git_commit, versions
 from flowcheck.record import RunRecord
-
-SYNTHETIC_TEMPORAL = ("action_antonym", "action_sequence", "moving_direction", "object_count", "scene_transition")
 
 
 @dataclass(frozen=True, order=True)
@@ -45,14 +43,8 @@ class Case:
 
 
 def temporal_tasks(dataset: str, tasks: list[str]) -> list[str]:
-    """The tasks the paper's temporal claims are tested on."""
-    if dataset == "synthetic":
-        return [t for t in tasks if t in SYNTHETIC_TEMPORAL]
-    if dataset == "tvbench":
-        from flowcheck.data.tvbench import PAPER_TASKS
-
-        return [t for t in tasks if t in PAPER_TASKS]
-    return list(tasks)
+    """The tasks the paper's temporal claims are tested on (the dataset's own declaration, `DatasetSpec`)."""
+    return dataset_spec(dataset).temporal_tasks(tasks)
 
 
 class ContractError(RuntimeError):
@@ -186,9 +178,7 @@ class FlowSession:
         """What the run computes for `model` on `dataset`: every registered analysis, with the registry's settings
         for the model (keyword list, final norm, pathway spec) and the run's options."""
         handle = self.handle(model)
-        keywords = self.registry.model_setting(model, "keywords") or {"synthetic": "synthetic"}.get(
-            dataset, "action_sequence"
-        )
+        keywords = self.registry.model_setting(model, "keywords") or dataset_spec(dataset).keywords
         engine = {
             k: v
             for k, v in (("batch_size", self.options.batch_size), ("memory_budget_mb", self.options.memory_budget_mb))
@@ -357,6 +347,10 @@ class FlowSession:
             paper_models=self._settings(models, "paper_model"),
             video_tokens=video_tokens,
             temporal_tasks={d: temporal_tasks(d, self.tasks(d)) for d in self.options.data if d in self.samples},
+            findings=dict(self.registry.findings),
+            claim_specs={
+                name: {"finding": spec.claim, "title": spec.title} for name, spec in self.registry.claims.items()
+            },
         )
 
     def _settings(self, models, key: str) -> dict[str, str]:

@@ -48,7 +48,14 @@ def data(claims=None, summaries=None) -> RunRecord:
     per_task = {"t": TaskSummary("m", "d", "t", 8, 20, 20, {"sweep": Curves({"cross_frame": curve})})}
     per_task["all"] = TaskSummary("m", "d", "all", 8, 20, 20)
     skipped = [{"dataset": "d", "sample_id": "d/t/x", "file": "x.mp4", "reason": "corrupt", "models": "all models"}]
-    return RunRecord(dict(METADATA), claims or [dict(CLAIM)], summaries or {("m", "d"): per_task}, skipped)
+    return RunRecord(
+        dict(METADATA),
+        claims or [dict(CLAIM)],
+        summaries or {("m", "d"): per_task},
+        skipped,
+        findings={"C1": "cross-frame interactions first"},
+        claim_specs={"cross_frame_early": {"finding": "C1", "title": "Cross-frame knockout hurts early"}},
+    )
 
 
 def test_results_json_round_trips_with_json_booleans(tmp_path: Path):

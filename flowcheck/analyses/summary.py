@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowcheck.analyses.base import AnalysisUnavailable, TaskView, analyses
 from flowcheck.analyses.curves import select_samples
-from flowcheck.analyses.runner import ModelResults
+
+if TYPE_CHECKING:  # the report reads summaries without the runner
+    from flowcheck.analyses.runner import ModelResults
 
 
 @dataclass

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from flowcheck.data.registry import DatasetSpec, OptionConvention, register
 from flowcheck.data.report import DataError, LoadReport
-from flowcheck.data.sample import Sample
+from flowcheck.data.sample import OPTION_LETTERS, Sample
 from flowcheck.data.schemas import TVBenchEntry, answer_index, entry_problem, json_type, read_json
 
 
@@ -114,3 +115,28 @@ def _sample(
     except ValueError as err:  # e.g. more options than letters
         return None, (sample_id, str(path), f"{where}{err}")
     return sample, None
+
+
+def load_folder(
+    root: Path | None, tasks: list[str] | None = None, max_per_task: int | None = None
+) -> tuple[list[Sample], LoadReport]:
+    """The ``folder`` dataset: a user's benchmark in the TVBench layout, named after its folder.
+
+    Raises DataError when no root is given."""
+    if root is None:
+        raise DataError("the folder dataset needs a root: --flow-data folder=PATH (TVBench layout)")
+    return load_tvbench_layout(root, dataset=Path(root).name or "folder", tasks=tasks, max_per_task=max_per_task)
+
+
+SPEC = register(
+    DatasetSpec(
+        name="folder",
+        description="a benchmark of your own in the TVBench layout (json/<task>.json, video/<task>/...)",
+        loader=load_folder,
+        temporal=None,
+        keywords="action_sequence",
+        options=OptionConvention(
+            1, len(OPTION_LETTERS), "text", note="as many candidates as each annotation lists (1 to 26)"
+        ),
+    )
+)

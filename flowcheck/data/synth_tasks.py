@@ -15,6 +15,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from flowcheck.data.paper_tasks import TEMPORAL_TASKS
 from flowcheck.data.synth_render import (
     FRAME_SIZE,
     OBJECT_COLOURS,
@@ -26,7 +27,6 @@ from flowcheck.data.synth_render import (
 )
 
 SLOTS = 8
-TEMPORAL_TASKS = ("action_antonym", "action_sequence", "moving_direction", "object_count", "scene_transition")
 SPATIAL_TASK = "spatial_attribute"
 TASKS = (*TEMPORAL_TASKS, SPATIAL_TASK)
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from flowcheck.data.folder import load_tvbench_layout
 from flowcheck.data.hub import Downloader, default_cache, download, unpack_videos
+from flowcheck.data.paper_tasks import TEMPORAL_TASKS
+from flowcheck.data.registry import DatasetSpec, OptionConvention, register
 from flowcheck.data.report import DataError, LoadReport
-from flowcheck.data.sample import Sample
+from flowcheck.data.sample import OPTION_LETTERS, Sample
 
 HUB_ID = "FunAILab/TVBench"
 # The authors' task ids are indices into this alphabetical list (official-protocol.md 6.1).
@@ -25,7 +27,7 @@ TASKS = (
     "scene_transition",
     "unexpected_action",
 )
-PAPER_TASKS = ("action_antonym", "action_sequence", "moving_direction", "object_count", "scene_transition")
+PAPER_TASKS = TEMPORAL_TASKS  # the tasks the paper analyses
 BOUND_TASKS = ("action_localization", "action_sequence")
 
 
@@ -77,3 +79,18 @@ def load(
     return load_tvbench_layout(
         root, dataset="tvbench", tasks=chosen, max_per_task=max_per_task, bound_tasks=BOUND_TASKS
     )
+
+
+SPEC = register(
+    DatasetSpec(
+        name="tvbench",
+        description=f"TVBench (hub {HUB_ID}): ten temporal tasks; the paper analyses five (PAPER_TASKS)",
+        loader=load,
+        temporal=PAPER_TASKS,
+        keywords="action_sequence",
+        options=OptionConvention(
+            1, len(OPTION_LETTERS), "text", note="as many candidates as each annotation lists (varies by task)"
+        ),
+        hub_id=HUB_ID,
+    )
+)

@@ -27,7 +27,8 @@ class RunRecord:
     """A finished run. `summaries[(model, dataset)][task]` (task ``"all"``: the whole dataset); `claims`: one entry
     per claim test (`flowcheck.record.schema.ClaimEntry` fields); `image_models` / `paper_models`: the registry's
     paired image model and paper model per model; `video_tokens`: video tokens per sample per model;
-    `temporal_tasks`: per dataset, the tasks the paper's temporal claims and figures use."""
+    `temporal_tasks`: per dataset, the tasks the paper's temporal claims and figures use; `findings`: the paper's
+    findings (C1 ..) and their one-line statements; `claim_specs`: per claim, its finding and title."""
 
     metadata: dict[str, Any]
     claims: list[dict[str, Any]]
@@ -37,6 +38,16 @@ class RunRecord:
     paper_models: dict[str, str] = field(default_factory=dict)
     video_tokens: dict[str, int] = field(default_factory=dict)
     temporal_tasks: dict[str, list[str]] = field(default_factory=dict)
+    findings: dict[str, str] = field(default_factory=dict)
+    claim_specs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def finding_of(self) -> dict[str, str]:
+        """Claim name -> the paper's finding it tests (C1 .. C5)."""
+        return {name: spec["finding"] for name, spec in self.claim_specs.items()}
+
+    def titles(self) -> dict[str, str]:
+        """Claim name -> its title, in the registry's order."""
+        return {name: spec["title"] for name, spec in self.claim_specs.items()}
 
     def to_json(self) -> dict:
         """The results.json object, validated against the schema (raises SchemaError on a malformed value)."""
@@ -54,6 +65,8 @@ class RunRecord:
             "paper_models": self.paper_models,
             "video_tokens": self.video_tokens,
             "temporal_tasks": self.temporal_tasks,
+            "findings": self.findings,
+            "claim_specs": self.claim_specs,
         }
         return validate(builtin(data)).model_dump(mode="json")
 
@@ -77,6 +90,8 @@ class RunRecord:
             record.paper_models,
             record.video_tokens,
             record.temporal_tasks,
+            record.findings,
+            {name: spec.model_dump() for name, spec in record.claim_specs.items()},
         )
 
     def report_inputs(self) -> list[ReportInput]:

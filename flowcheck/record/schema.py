@@ -90,6 +90,13 @@ class Metadata(_Strict):
     registry: list[StrictStr]
 
 
+class ClaimSpecEntry(_Strict):
+    """A claim of the registry: the paper's finding it tests (C1 ..) and its title."""
+
+    finding: StrictStr
+    title: StrictStr
+
+
 class RunResults(_Strict):
     """The whole results.json: `summaries` maps ``"<model>|<dataset>|<task>"`` to a `TaskSummary` object (per
     registered analysis its summary, and the analyses that could not run with the reason)."""
@@ -104,6 +111,8 @@ class RunResults(_Strict):
     paper_models: dict[str, StrictStr] = {}
     video_tokens: dict[str, StrictInt] = {}
     temporal_tasks: dict[str, list[StrictStr]] = {}
+    findings: dict[str, StrictStr] = {}
+    claim_specs: dict[str, ClaimSpecEntry] = {}
 
 
 def validate(data: dict) -> RunResults:

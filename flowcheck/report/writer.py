@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flowcheck.record import RunRecord, summary_line
 from flowcheck.report.figures import draw
-from flowcheck.report.tables import claims_table, markdown_table, skipped_table
+from flowcheck.report.tables import claim_details, claims_matrix, markdown_table, skipped_table
 
 
 def new_run_dir(report_dir: Path) -> Path:
@@ -53,7 +53,9 @@ def _render_into(record: RunRecord, data: dict, run_dir: Path) -> str:
     meta, entries = record.metadata, record.claims
     contributions = record.contributions()
     line = summary_line(entries)
+    models = [m["name"] for m in meta["models"]]
     md = [f"# flowcheck report — {meta['date']}", "", f"**{line}.**", ""]
+    md += ["## Claims", "", claims_matrix(entries, record.findings, models, record.finding_of()), ""]
     md += ["Layers are counted from 1 (layer 1 is the first decoder layer), as in the paper's figures and Table 3.", ""]
     md += ["## Run", "", "| | |", "|---|---|"]
     md += [
@@ -70,7 +72,7 @@ def _render_into(record: RunRecord, data: dict, run_dir: Path) -> str:
         md.append(
             f"| dataset `{info['name']}` | {info['loaded']} samples from {info['root']}, {info['skipped']} skipped |"
         )
-    md += ["", "## Claims", "", claims_table(entries), ""]
+    md.append("")
     for contribution in contributions:
         for table in contribution.tables:
             md += [f"## {table.title}", ""] + ([table.intro, ""] if table.intro else []) + [markdown_table(table), ""]
@@ -84,6 +86,8 @@ def _render_into(record: RunRecord, data: dict, run_dir: Path) -> str:
             md += [f"### {heading}", "", f"![{heading}]({figure.file})", "", figure.caption, ""]
         if missing:
             md += ["Not drawn:", ""] + [f"- {note}" for note in missing] + [""]
+    if entries:
+        md += ["## Claim tests", "", claim_details(entries, record.titles(), record.finding_of()), ""]
     if record.skipped:
         distinct = len({(s["dataset"], s["sample_id"]) for s in record.skipped})
         md += [f"## Skipped samples ({distinct})", "", skipped_table(record.skipped), ""]
