@@ -23,6 +23,13 @@ from flowcheck.claims import (
 )
 
 
+def _bound(fraction: float, num_layers: int) -> int:
+    """ceil(fraction * num_layers): how many window centres (0-based c) lie before the bound (c < fraction * L), which
+    is also the first centre from it on. The product is rounded to 9 decimals first, so that a bound that floats just
+    above a layer (0.28 * 25 = 7.000000000000001) is that layer (7), not the next."""
+    return math.ceil(round(fraction * num_layers, 9))
+
+
 def _curve(summary: TaskSummary, condition: str, t: Mapping[str, float]) -> Curve:
     sweep = summary.get("sweep")
     curve = sweep.curves.get(condition) if sweep else None
@@ -35,7 +42,7 @@ def _curve(summary: TaskSummary, condition: str, t: Mapping[str, float]) -> Curv
 def _cross_frame_early(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
     c = _curve(s, "cross_frame", t)
-    last = math.ceil(t["within_fraction"] * s.num_layers)  # the last window centre (1-based) that counts as early
+    last = _bound(t["within_fraction"], s.num_layers)  # the last window centre (1-based) that counts as early
     passed = c.minimum <= t["min_change_pct"] and user_layer(c.argmin) <= last
     return claim_result(
         spec,
@@ -51,7 +58,7 @@ def _cross_frame_early(spec: ClaimSpec, e: Evidence) -> ClaimResult:
 def _late_flat(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
     c = _curve(s, "cross_frame", t)
-    start = math.ceil(t["from_fraction"] * s.num_layers)  # first late window centre, 0-based
+    start = _bound(t["from_fraction"], s.num_layers)  # first late window centre, 0-based
     late = [abs(m) for x, m in zip(c.centers, c.mean, strict=True) if x >= start]
     if not late:
         raise NotEvaluable(f"no window centre at or after layer {user_layer(start)} of {s.num_layers} for {s.model}")
@@ -147,7 +154,7 @@ def _video_vs_image(spec: ClaimSpec, e: Evidence) -> ClaimResult:
 def _route_vq(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
     c = _curve(s, "video->question", t)
-    last = math.ceil(t["within_fraction"] * s.num_layers)
+    last = _bound(t["within_fraction"], s.num_layers)
     return claim_result(
         spec,
         s,
@@ -254,7 +261,7 @@ def _beats(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     if answer is None:
         raise NotEvaluable(f"no answer-probability results for {s.model} on {s.task}")
     require_samples(s, answer.n, t, "correctly answered samples with answer probabilities")
-    start = math.ceil(t["from_fraction"] * s.num_layers)
+    start = _bound(t["from_fraction"], s.num_layers)
     margins = [tr - fa for tr, fa in zip(answer.true_mean[start:], answer.false_max_mean[start:], strict=True)]
     if not margins:
         raise NotEvaluable(f"no layer at or after layer {user_layer(start)} of {s.num_layers}")

@@ -969,3 +969,36 @@ def test_min_samples_per_model_and_claim(tmp_path):
         evaluate(registry, "cross_frame_early", few)
     with pytest.raises(NotEvaluable, match="at least 10 are needed"):  # another claim keeps the default
         evaluate(registry, "cross_frame_late_flat", replace(few, model="few"))
+
+
+def test_a_depth_fraction_that_floats_just_above_a_layer_bound_counts_no_extra_layer(tmp_path):
+    """0.28 * 25 = 7.000000000000001 in floating point, but the bound is 7: centres 0-6 (layers 1-7) are before it
+    and centre 7 (layer 8) is from it on, for "first part" bounds (within_fraction) and "from" bounds alike."""
+    path = tmp_path / "fractions.toml"
+    fractions = {
+        "cross_frame_early": {"within_fraction": 0.28},
+        "route_video_to_question": {"within_fraction": 0.28},
+        "cross_frame_late_flat": {"from_fraction": 0.28},
+        "true_option_beats_false": {"from_fraction": 0.28},
+    }
+    path.write_text(_toml({("m", claim): values for claim, values in fractions.items()}))
+    registry = load_registry([path])
+    depth, centres = 25, list(range(25))
+    at_8 = [0.0] * depth
+    at_8[7] = -30.0  # centre 7 = layer 8
+    sweep = {c: Curve(c, centres, at_8, at_8, at_8, 20) for c in ("cross_frame", "video->question")}
+    s = replace(summary(curves=sweep), num_layers=depth)
+    early = evaluate(registry, "cross_frame_early", s)  # layer 8 > 7: not early
+    assert early.passed is False and early.measured["latest_early_layer"] == 7
+    before = evaluate(registry, "route_video_to_question", s)
+    assert before.passed is False and before.measured["latest_layer"] == 7
+    late = evaluate(registry, "cross_frame_late_flat", s)  # |-30| at layer 8, the first late window
+    assert late.passed is False and late.measured == {"max_abs_late_pct": 30.0, "from_layer": 8, "n": 20}
+    false_max = [10.0] * depth
+    false_max[7] = 60.0  # 50 - 60 = -10 at layer 8
+    beats = evaluate(
+        registry,
+        "true_option_beats_false",
+        replace(summary(answer=answers([50.0] * depth, false_max)), num_layers=depth),
+    )
+    assert beats.passed is False and beats.measured == {"from_layer": 8, "min_margin_pct": -10.0, "n": 20}
