@@ -205,6 +205,8 @@ def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) ->
                             raise RegistryError(
                                 f"{source}: unknown threshold(s) {sorted(bad)} for {claim}; known: {sorted(known)}"
                             )
+                        for key in set(overrides) & set(registry.evidence):
+                            _evidence({key: overrides[key]}, registry.evidence, f'{source}: [models."{model}"]')
                         target.setdefault("thresholds", {}).setdefault(claim, {}).update(overrides)
                 else:
                     empty = [c for c, reason in value.items() if not isinstance(reason, str) or not reason.strip()]

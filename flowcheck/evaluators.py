@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 from flowcheck.analyses.curves import Curve
 from flowcheck.analyses.pruning import PruningSummary
@@ -23,8 +24,29 @@ from flowcheck.claims import (
 )
 
 
+def _bound(fraction: float, num_layers: int) -> int:
+    """ceil(fraction * num_layers): how many window centres (0-based c) lie before the bound (c < fraction * L), which
+    is also the first centre from it on. The product is rounded to 9 decimals first, so that a bound that floats just
+    above a layer (0.28 * 25 = 7.000000000000001) is that layer (7), not the next."""
+    return math.ceil(round(fraction * num_layers, 9))
+
+
+def _analysis(summary: TaskSummary, name: str, what: str) -> Any:
+    """Analysis `name`'s summary; NotEvaluable with the analysis's own problem (why it could not run) or, when it
+    ran, "no <what> results"."""
+    value = summary.get(name)
+    if value is None:
+        problem = summary.problems.get(name)
+        if problem:
+            raise NotEvaluable(f"the {what} analysis cannot run for {summary.model} on {summary.dataset}: {problem}")
+        raise NotEvaluable(f"no {what} results for {summary.model} on {summary.task}")
+    return value
+
+
 def _curve(summary: TaskSummary, condition: str, t: Mapping[str, float]) -> Curve:
     sweep = summary.get("sweep")
+    if sweep is None and summary.problems.get("sweep"):
+        _analysis(summary, "sweep", "knockout sweep")
     curve = sweep.curves.get(condition) if sweep else None
     n = 0 if curve is None else curve.n
     require_samples(summary, n, t, f"correctly answered samples in the {condition} curve")
@@ -35,7 +57,7 @@ def _curve(summary: TaskSummary, condition: str, t: Mapping[str, float]) -> Curv
 def _cross_frame_early(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
     c = _curve(s, "cross_frame", t)
-    last = math.ceil(t["within_fraction"] * s.num_layers)  # the last window centre (1-based) that counts as early
+    last = _bound(t["within_fraction"], s.num_layers)  # the last window centre (1-based) that counts as early
     passed = c.minimum <= t["min_change_pct"] and user_layer(c.argmin) <= last
     return claim_result(
         spec,
@@ -51,7 +73,7 @@ def _cross_frame_early(spec: ClaimSpec, e: Evidence) -> ClaimResult:
 def _late_flat(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
     c = _curve(s, "cross_frame", t)
-    start = math.ceil(t["from_fraction"] * s.num_layers)  # first late window centre, 0-based
+    start = _bound(t["from_fraction"], s.num_layers)  # first late window centre, 0-based
     late = [abs(m) for x, m in zip(c.centers, c.mean, strict=True) if x >= start]
     if not late:
         raise NotEvaluable(f"no window centre at or after layer {user_layer(start)} of {s.num_layers} for {s.model}")
@@ -69,9 +91,7 @@ def _late_flat(spec: ClaimSpec, e: Evidence) -> ClaimResult:
 @evaluator("cross_frame_accuracy_drop", default=True)
 def _accuracy_drop(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
-    a = s.get("accuracy")
-    if a is None:
-        raise NotEvaluable(f"no first-half cross-frame accuracy for {s.model} on {s.task}")
+    a = _analysis(s, "accuracy", "first-half cross-frame accuracy")
     require_samples(s, a.n, t, "samples")
     if s.n_correct == 0:
         raise NotEvaluable(f"{s.model} answers none of the {s.n} samples of {s.task} correctly: no accuracy to drop")
@@ -147,7 +167,7 @@ def _video_vs_image(spec: ClaimSpec, e: Evidence) -> ClaimResult:
 def _route_vq(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
     c = _curve(s, "video->question", t)
-    last = math.ceil(t["within_fraction"] * s.num_layers)
+    last = _bound(t["within_fraction"], s.num_layers)
     return claim_result(
         spec,
         s,
@@ -198,22 +218,19 @@ def _flat(condition: str) -> Evaluator:
 @evaluator("temporal_concepts_late", default=True)
 def _lens(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
-    if s.problems.get("logit_lens"):
-        raise NotEvaluable(f"the logit lens cannot run for {s.model} on {s.dataset}: {s.problems['logit_lens']}")
-    lens = s.get("logit_lens")
-    if lens is None:
-        raise NotEvaluable(f"no logit-lens results for {s.model} on {s.task}")
+    lens = _analysis(s, "logit_lens", "logit-lens")
     require_samples(s, lens.samples, t, "correctly answered samples with logit-lens results")
     spatial, temporal = lens.mean_layer.get("spatial", math.nan), lens.mean_layer.get("temporal", math.nan)
-    if math.isnan(spatial) or math.isnan(temporal):
+    empty = [name for name, layer in (("spatial", spatial), ("temporal", temporal)) if math.isnan(layer)]
+    if empty:
         raise NotEvaluable(
             f"no keyword hits in the video tokens of {s.model} on {s.task} (hits: {lens.hits}): no video position "
-            "reads as a keyword of both lists at any layer"
+            f"reads as a keyword of the {' and '.join(empty)} list{'s' if len(empty) > 1 else ''} at any layer"
         )
     return claim_result(
         spec,
         s,
-        temporal - spatial >= t["min_layer_gap"],
+        temporal > spatial and temporal - spatial >= t["min_layer_gap"],  # "later than": a tie does not hold
         {
             "temporal_mean_layer": user_layer(temporal),
             "spatial_mean_layer": user_layer(spatial),
@@ -228,9 +245,7 @@ def _lens(spec: ClaimSpec, e: Evidence) -> ClaimResult:
 @evaluator("answer_ready_after_integration", default=True)
 def _ready(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
-    answer = s.get("answer_probability")
-    if answer is None:
-        raise NotEvaluable(f"no answer-probability results for {s.model} on {s.task}")
+    answer = _analysis(s, "answer_probability", "answer-probability")
     require_samples(s, answer.n, t, "correctly answered samples with answer probabilities")
     vq = _curve(s, "video->question", t).argmin
     before = answer.true_mean[:vq] or [answer.true_mean[0]]
@@ -250,11 +265,9 @@ def _ready(spec: ClaimSpec, e: Evidence) -> ClaimResult:
 @evaluator("true_option_beats_false", default=True)
 def _beats(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
-    answer = s.get("answer_probability")
-    if answer is None:
-        raise NotEvaluable(f"no answer-probability results for {s.model} on {s.task}")
+    answer = _analysis(s, "answer_probability", "answer-probability")
     require_samples(s, answer.n, t, "correctly answered samples with answer probabilities")
-    start = math.ceil(t["from_fraction"] * s.num_layers)
+    start = _bound(t["from_fraction"], s.num_layers)
     margins = [tr - fa for tr, fa in zip(answer.true_mean[start:], answer.false_max_mean[start:], strict=True)]
     if not margins:
         raise NotEvaluable(f"no layer at or after layer {user_layer(start)} of {s.num_layers}")
@@ -270,9 +283,7 @@ def _beats(spec: ClaimSpec, e: Evidence) -> ClaimResult:
 
 
 def _pruning_summary(s: TaskSummary, t: Mapping[str, float], accuracy: bool = True) -> PruningSummary:
-    pruning = s.get("pruning")
-    if pruning is None:
-        raise NotEvaluable(f"no pruning results for {s.model} on {s.task}")
+    pruning = _analysis(s, "pruning", "pruning")
     require_samples(s, pruning.n, t, "samples with pruning results")
     if accuracy and pruning.full_accuracy <= 0:
         raise NotEvaluable(

@@ -73,3 +73,12 @@ def test_a_registry_path_that_is_a_folder_or_not_text_is_a_clear_error(tmp_path:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(RegistryError, match="cannot read"):
         load_registry([binary])
+
+
+@pytest.mark.parametrize("value", [2.5, 0, -3])
+def test_a_per_model_min_samples_must_be_a_positive_integer(tmp_path, value):
+    """2.5 used to become 2 and 0 or -3 became 1 (at least one sample) without a word."""
+    path = tmp_path / "r.toml"
+    path.write_text(f'[models."m".thresholds.cross_frame_early]\nmin_samples = {str(value).lower()}\n')
+    with pytest.raises(RegistryError, match="min_samples must be a positive integer"):
+        load_registry([path])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from flowcheck.record.schema import OUTCOMES, ClaimEntry
 
 from flowcheck.claims import RegistryError, load_registry
+from flowcheck.record.schema import OUTCOMES, ClaimEntry
 from flowcheck.report.tables import (
     LEGEND,
     OUTCOME_SYMBOL,
