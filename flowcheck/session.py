@@ -29,6 +29,7 @@ from flowcheck.data.sample import Sample
 from flowcheck.edges import PathwaySpec, paper_pathways
 from flowcheck.models.identity import model_refs
 from flowcheck.options import FlowOptions
+from flowcheck.progress import NullProgress, ProgressSink
 
 SYNTHETIC_TEMPORAL = ("action_antonym", "action_sequence", "moving_direction", "object_count", "scene_transition")
 
@@ -104,6 +105,7 @@ class FlowSession:
     _results: dict = field(default_factory=dict)
     _summaries: dict = field(default_factory=dict)
     _verifications: dict = field(default_factory=dict)
+    progress: ProgressSink = field(default_factory=NullProgress)  # live progress of the computations
 
     def __post_init__(self) -> None:
         self.cache = ResultCache(self.options.cache_dir)
@@ -260,6 +262,7 @@ class FlowSession:
                 frame_cache=self.frames,
                 compute=compute,
                 skipped_before=len(self.reports[dataset].skipped) if dataset in self.reports else 0,
+                progress=self.progress if compute else NullProgress(),  # cache reads for the report: no display
             )
         return self._results[key]
 

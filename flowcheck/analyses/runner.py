@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from flowcheck.analyses.answer_probability import answer_probability
 from flowcheck.analyses.logit_lens import KeywordError, keyword_hits, load_keyword_file, resolve_keywords, video_top1
 from flowcheck.analyses.pruning import PruningSample, prune_sample, scaled_paper_spec
@@ -26,6 +24,7 @@ from flowcheck.data.sample import Sample
 from flowcheck.edges import PathwaySpec, paper_conditions, parse_layer_range, resolve_conditions, sweep_windows
 from flowcheck.models.base import AdapterError, ModelAdapter
 from flowcheck.models.handle import ModelHandle
+from flowcheck.progress import ProgressSink, track
 
 NOT_COMPUTED = "not in the result cache (not computed)"
 
@@ -145,14 +144,15 @@ def run_analyses(
     *,
     dataset: str = "",
     frame_cache: FrameCache | None = None,
-    progress: bool = True,
+    progress: ProgressSink | None = None,
     compute: bool = True,
     skipped_before: int = 0,
 ) -> ModelResults:
     """All analyses of `plan` for every sample, from the cache where possible (weights load only on a miss).
 
-    `skipped_before`: samples of the dataset already left out at load time, counted in the progress bar's
-    ``skipped`` so that it agrees with the report."""
+    `progress` is told ``start("<model>: <dataset>", len(samples))``, an ``update`` after every sample and
+    ``finish()`` at the end (see `flowcheck.progress`; default: nothing shown). `skipped_before`: samples of the
+    dataset already left out at load time, counted in the progress ``skipped`` so that it agrees with the report."""
     if isinstance(model, ModelAdapter):
         model = ModelHandle.from_adapter(model)
     layers = model.num_layers
@@ -186,9 +186,9 @@ def run_analyses(
         }
     frames_cache = frame_cache or FrameCache(max_items=8)
     base_description = result_identity(model)
-    bar = tqdm(samples, desc=f"{Path(model.name).name}: {dataset}", unit="sample", disable=not progress)
-    for sample in bar:
-        bar.set_postfix(computed=results.computed, cached=results.cached, skipped=skipped_before + len(results.skipped))
+    label = f"{Path(model.name).name}: {dataset}"
+    counts = lambda: (results.computed, results.cached, skipped_before + len(results.skipped))  # noqa: E731
+    for sample in track(samples, progress, label, counts):
         try:
             fingerprint = sample_fingerprint(sample)
         except OSError as err:
@@ -255,6 +255,4 @@ def run_analyses(
             results.lens_hits[sample.id] = stored["logit_lens"]["hits"]
         if "pruning" in stored:
             results.pruning.append(PruningSample(**stored["pruning"]))
-    bar.set_postfix(computed=results.computed, cached=results.cached, skipped=skipped_before + len(results.skipped))
-    bar.close()
     return results

@@ -33,7 +33,7 @@ def count_forwards(adapter):
 
 def test_records_cover_every_condition_window_and_the_first_half(setup, tmp_path):
     adapter, samples = setup
-    results = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic", progress=False)
+    results = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
     assert results.computed == len(samples) == len(results.baselines) and not results.skipped
     per_sample = 5 * 4 + 1  # (cross_frame + 4 route conditions) x 4 windows + the first-half accuracy record
     assert len(results.records) == per_sample * len(samples)
@@ -48,10 +48,10 @@ def test_records_cover_every_condition_window_and_the_first_half(setup, tmp_path
 
 def test_a_second_identical_run_computes_nothing(setup, tmp_path):
     adapter, samples = setup
-    first = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic", progress=False)
+    first = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
     calls, handle = count_forwards(adapter)
     try:
-        second = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic", progress=False)
+        second = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
     finally:
         handle.remove()
     assert calls == [] and second.computed == 0 and second.cached == len(samples)
@@ -71,20 +71,20 @@ def test_a_killed_run_resumes_where_it_stopped(setup, tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(adapter), "encode", dying_encode)
     with pytest.raises(KeyboardInterrupt):
-        run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic", progress=False)
+        run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
     monkeypatch.setattr(type(adapter), "encode", encode)
-    resumed = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic", progress=False)
+    resumed = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
     assert resumed.cached == 3 and resumed.computed == len(samples) - 3
 
 
 def test_merged_caches_serve_a_full_run(setup, tmp_path):
     adapter, samples = setup
     half = len(samples) // 2
-    run_analyses(adapter, samples[:half], PLAN, ResultCache(tmp_path / "a"), dataset="synthetic", progress=False)
-    run_analyses(adapter, samples[half:], PLAN, ResultCache(tmp_path / "b"), dataset="synthetic", progress=False)
+    run_analyses(adapter, samples[:half], PLAN, ResultCache(tmp_path / "a"), dataset="synthetic")
+    run_analyses(adapter, samples[half:], PLAN, ResultCache(tmp_path / "b"), dataset="synthetic")
     copied, present = merge_caches([tmp_path / "a", tmp_path / "b"], tmp_path / "all")
     assert copied > 0 and present == 0
-    merged = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path / "all"), dataset="synthetic", progress=False)
+    merged = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path / "all"), dataset="synthetic")
     assert merged.computed == 0 and merged.cached == len(samples)
     again, already = merge_caches([tmp_path / "a"], tmp_path / "all")
     assert again == 0 and already > 0

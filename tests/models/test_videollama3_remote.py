@@ -346,7 +346,7 @@ def test_a_family_chosen_by_name_has_its_own_cached_results(checkpoint, tmp_path
     authors = f"{folder}@videollama3-remote-authors"
     computed, cached = (len(samples), 0), (0, len(samples))
     for name, expected in ((str(folder), computed), (authors, computed), (str(folder), cached), (authors, cached)):
-        results = run_analyses(flowcheck.load(name), samples, plan, cache, dataset="synthetic", progress=False)
+        results = run_analyses(flowcheck.load(name), samples, plan, cache, dataset="synthetic")
         assert (results.computed, results.cached) == expected, name
 
 
