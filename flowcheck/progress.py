@@ -34,8 +34,8 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 PREFIX = "flowcheck: "
 SILENT_VERBOSITY = -2  # pytest -q -q and quieter show no progress
-INTERVAL = 10.0  # a line-by-line display (not a TTY) writes a line at least this many seconds apart ...
-STEP = 0.1  # ... or when this fraction of the samples is done since its last line
+INTERVAL = 10.0  # a line-by-line display (not a TTY) writes a new line once this many seconds have passed ...
+STEP = 0.1  # ... or this fraction of the samples is done, since its last line
 REFRESH = 0.2  # an in-place display (a TTY) rewrites its line at most this often (seconds)
 
 Clock = Callable[[], float]
