@@ -7,9 +7,11 @@ written by the controller at the end of the run. Import-light: torch loads only 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -51,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _pin_worker_device(config)
     else:
         config.pluginmanager.register(FlowReporter(config), "flowcheck-reporter")
+        config.pluginmanager.register(ProgressDisplay(config), PROGRESS_PLUGIN)
 
 
 def _pin_worker_device(config: pytest.Config) -> None:
@@ -113,6 +116,7 @@ def flow_session(config: pytest.Config):
         except (RegistryError, ModelNameError) as err:
             _usage_error(f"flowcheck: {err}")
         _validate(session)
+        session.progress = progress_sink(config)
         config._flowcheck_session = session
     return config._flowcheck_session
 
@@ -230,6 +234,123 @@ def flow_claim(request: pytest.FixtureRequest, flow):
         return result
 
     return check
+
+
+# ----------------------------------------------------------------------------------------------
+# Live progress while results are computed (flowcheck.progress)
+
+PROGRESS_PLUGIN = "flowcheck-progress"
+PROGRESS_DIR = "flowcheck_progress_dir"  # key of the workers' progress folder in xdist's workerinput
+
+
+def progress_silent(config: pytest.Config) -> bool:
+    """No progress with -q -q (verbosity <= -2)."""
+    from flowcheck.progress import SILENT_VERBOSITY
+
+    return (config.getoption("verbose", 0) or 0) <= SILENT_VERBOSITY
+
+
+def progress_sink(config: pytest.Config):
+    """The sink the session's runner reports to: an xdist worker writes its progress file (the controller shows
+    it); a serial run writes to the terminal; the xdist controller (which computes nothing while tests run) and
+    -q -q show nothing. Every sink is guarded: a display error is one warning, never a failed test."""
+    from flowcheck.progress import FileProgress, Guarded, LiveProgress, NullProgress
+
+    if progress_silent(config):
+        return NullProgress()
+    if _is_worker(config):
+        folder = config.workerinput.get(PROGRESS_DIR)
+        if not folder:
+            return NullProgress()
+        worker = str(config.workerinput.get("workerid", "gw0"))
+        return Guarded(FileProgress(Path(folder) / f"{worker}.json", worker))
+    display = config.pluginmanager.get_plugin(PROGRESS_PLUGIN)
+    lines = display.terminal_lines() if display is not None else None
+    if lines is None or config.pluginmanager.has_plugin("dsession"):
+        return NullProgress()
+    return Guarded(LiveProgress(lines))
+
+
+class ProgressDisplay:
+    """The controller's progress display: the terminal lines a serial run's sink writes to, and under xdist the
+    folder of the workers' progress files (handed to each worker through ``workerinput``) with the `WorkerBoard`
+    thread that shows them. Before pytest writes about a test, the terminal is given back (`TerminalLines.restore`)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.lines = None
+        self.folder: Path | None = None
+        self.board = None
+
+    def terminal_lines(self):
+        """The `TerminalLines` of pytest's terminal reporter (None without one, e.g. ``-p no:terminal``)."""
+        if self.lines is None:
+            from flowcheck.progress import TerminalLines
+
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                capture = self.config.pluginmanager.get_plugin("capturemanager")
+                self.lines = TerminalLines(reporter, capture)
+        return self.lines
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        """xdist: give each worker the run's progress folder; the first one starts the board."""
+        if progress_silent(self.config):
+            return
+        try:
+            if self.folder is None:
+                import tempfile
+
+                from flowcheck.progress import WorkerBoard
+
+                lines = self.terminal_lines()
+                if lines is None:
+                    return
+                self.folder = Path(tempfile.mkdtemp(prefix="flowcheck-progress-"))
+                self.board = WorkerBoard(self.folder, lines)
+                self.board.run()
+            node.workerinput[PROGRESS_DIR] = str(self.folder)
+        except Exception as err:  # progress must never break a run
+            import warnings
+
+            from flowcheck.progress import ProgressWarning
+
+            warnings.warn(f"flowcheck: no progress display for the workers ({err})", ProgressWarning, stacklevel=1)
+
+    def _end_live_line(self):
+        lines = self.lines
+        if lines is None:
+            return (yield)
+        with lines.lock:
+            with contextlib.suppress(Exception):  # a broken display is the sink's to report; the outcome is written
+                lines.restore()
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid, location):
+        return (yield from self._end_live_line())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logreport(self, report):
+        return (yield from self._end_live_line())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logfinish(self, nodeid, location):
+        return (yield from self._end_live_line())
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self) -> None:
+        """Show the workers' last lines before the summary."""
+        if self.board is not None:
+            self.board.stop()
+        elif self.lines is not None:
+            with contextlib.suppress(Exception):
+                self.lines.close()
+
+    def pytest_unconfigure(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------

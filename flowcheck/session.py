@@ -93,7 +93,7 @@ class FlowSession:
     _results: dict = field(default_factory=dict)
     _summaries: dict = field(default_factory=dict)
     _verifications: dict = field(default_factory=dict)
-    progress: ProgressSink = field(default_factory=NullProgress)
+    progress: ProgressSink = field(default_factory=NullProgress)  # live progress of the computations
 
     def __post_init__(self) -> None:
         self.cache = ResultCache(self.options.cache_dir)
@@ -248,8 +248,8 @@ class FlowSession:
                 dataset=dataset,
                 frame_cache=self.frames,
                 compute=compute,
-                progress=self.progress if compute else None,
                 skipped_before=len(self.reports[dataset].skipped) if dataset in self.reports else 0,
+                progress=self.progress if compute else NullProgress(),  # cache reads for the report: no display
             )
         return self._results[key]
 

@@ -22,6 +22,7 @@ from flowcheck.data.folder import load_tvbench_layout
 from flowcheck.data.synth import write_benchmark
 from flowcheck.data.synth_tasks import TEMPORAL_TASKS
 from flowcheck.models import load
+from flowcheck.progress import stderr_progress
 
 CARD_SEED = 4242
 STAGE_TEXT = {
@@ -39,7 +40,9 @@ def evaluate(model_dir: Path, per_task: int, cache: Path) -> dict:
         plan = AnalysisPlan(
             analyses=("sweep", "accuracy"), settings={"sweep": {"conditions": ("cross_frame", "vql-to-ql")}}
         )
-        results = run_analyses(adapter, samples, plan, ResultCache(cache), dataset="synthetic")
+        results = run_analyses(
+            adapter, samples, plan, ResultCache(cache), dataset="synthetic", progress=stderr_progress()
+        )
     out = {"accuracy": {}, "chance": {}, "curves": {}, "first_half_drop": {}}
     for task in {s.task for s in samples}:
         options = [len(s.options) for s in samples if s.task == task]
