@@ -30,8 +30,6 @@ class ResultCache:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self.hits = 0
-        self.misses = 0
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key[:2] / f"{key}.json"
@@ -39,15 +37,11 @@ class ResultCache:
     def get(self, kind: str, key: str) -> dict | None:
         path = self.path(kind, key)
         if not path.exists():
-            self.misses += 1
             return None
         try:
-            value = json.loads(path.read_text())
+            return json.loads(path.read_text())
         except (json.JSONDecodeError, OSError):
-            self.misses += 1
             return None  # a damaged entry is recomputed
-        self.hits += 1
-        return value
 
     def put(self, kind: str, key: str, value: dict) -> None:
         path = self.path(kind, key)

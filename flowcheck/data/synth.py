@@ -22,14 +22,6 @@ from flowcheck.data.synth_tasks import SLOTS, TASKS, SynthVideo, generate_group
 GENERATOR_VERSION = 3
 SOURCE_FRAMES = 16
 FPS = 8
-TASK_NAMES = {
-    "action_antonym": "Action Antonym",
-    "action_sequence": "Action Sequence",
-    "moving_direction": "Moving Direction",
-    "object_count": "Object Count",
-    "scene_transition": "Scene Transition",
-    "spatial_attribute": "Spatial Attribute",
-}
 
 
 def slot_of_source_frame(source_frames: int = SOURCE_FRAMES, slots: int = SLOTS) -> list[int]:
