@@ -38,7 +38,7 @@ def fetch(cache: Path | None = None, *, snapshot: Callable[..., str] | None = No
         if not archives:
             raise DataError(
                 f"the {HUB_ID} snapshot in {path} has no videos/ folder or videos*.zip; download the videos from "
-                "the TOMATO repository (github.com/yale-nlp/TOMATO) into {path}/videos"
+                f"the TOMATO repository (github.com/yale-nlp/TOMATO) into {path / 'videos'}"
             )
         for archive in archives:
             unpack_videos(archive, path / "videos")
