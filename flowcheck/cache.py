@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flowcheck import __version__
+from flowcheck.version import __version__
 
 
 def cache_key(description: dict[str, Any]) -> str:

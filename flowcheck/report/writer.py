@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from flowcheck import __version__
 from flowcheck.claims import TaskSummary, builtin, user_layer
 from flowcheck.edges import condition_families, paper_conditions
 from flowcheck.models.identity import file_stem
@@ -30,6 +29,7 @@ from flowcheck.report.figures import (
 )
 from flowcheck.report.schema import SCHEMA_VERSION, ClaimEntry, validate
 from flowcheck.report.tables import claims_table, skipped_table, table2, table3
+from flowcheck.version import __version__
 
 
 def _git_commit(cwd: Path) -> str:
