@@ -1,6 +1,6 @@
 """flowcheck: information-flow claims of "Map the Flow" (ICLR 2026) as a pytest suite for video LLMs."""
 
-__version__ = "0.1.0"
+from flowcheck.version import __version__ as __version__
 
 
 def load(name_or_path: str, **options):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flowcheck import __version__
+from flowcheck.version import __version__
 
 
 def cache_key(description: dict[str, Any]) -> str:
@@ -30,8 +30,6 @@ class ResultCache:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self.hits = 0
-        self.misses = 0
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key[:2] / f"{key}.json"
@@ -39,15 +37,11 @@ class ResultCache:
     def get(self, kind: str, key: str) -> dict | None:
         path = self.path(kind, key)
         if not path.exists():
-            self.misses += 1
             return None
         try:
-            value = json.loads(path.read_text())
+            return json.loads(path.read_text())
         except (json.JSONDecodeError, OSError):
-            self.misses += 1
             return None  # a damaged entry is recomputed
-        self.hits += 1
-        return value
 
     def put(self, kind: str, key: str, value: dict) -> None:
         path = self.path(kind, key)

@@ -18,7 +18,6 @@ from functools import cache
 from importlib import resources
 from itertools import pairwise
 
-import numpy as np
 import torch
 
 from flowcheck.layout import GROUP_NAMES, LayoutError, Span, TokenLayout
@@ -446,11 +445,6 @@ def random_blocked_mask(
     return mask.to(device)
 
 
-def random_control_masks(layout: TokenLayout, counts: Sequence[int], *, seed: int, key: str = "") -> list[torch.Tensor]:
-    """One random mask per layer with the given counts."""
-    return [random_blocked_mask(layout, c, seed=seed, key=key, layer=i) for i, c in enumerate(counts)]
-
-
 def check_layout_for(condition: Condition, layout: TokenLayout) -> None:
     """Raise a clear error when a condition needs a group the layout does not have."""
     for block in condition.blocks:
@@ -461,8 +455,3 @@ def check_layout_for(condition: Condition, layout: TokenLayout) -> None:
         for group in (block.source, block.target):
             if not layout.spans(group):
                 raise LayoutError(f"condition {condition.name} needs group {group!r}, which this layout lacks")
-
-
-def rects_to_numpy(rects: Sequence[Rect]) -> np.ndarray:
-    """[k, 4] array of (q0, q1, k0, k1) for storage."""
-    return np.array([[q.start, q.end, k.start, k.end] for q, k in rects], dtype=np.int64).reshape(-1, 4)

@@ -16,7 +16,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from flowcheck.analyses.base import analyses
 from flowcheck.analyses.summary import TaskSummary
-from flowcheck.models.identity import file_stem
+from flowcheck.naming import file_stem
 
 KINDS = ("accuracy", "change_pct", "layer", "probability", "fraction")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from flowcheck.data.sample import OPTION_LETTERS, Sample
+from flowcheck.data.sample import OPTION_LETTERS
 
 # The authors' system prompt, character for character (official-protocol.md 6.2: `SYSTEM_MVBENCH` in
 # tasks/eval/eval_utils.py ends with a newline; the conversation then adds its " " separator).
@@ -81,11 +81,6 @@ def mc_text(question: str, options: Sequence[str], post: str = POST_QUESTION) ->
     question_span = CharSpan(q_start, pos)
     post_span = add(post)
     return MCText("".join(parts), question_span, question_only, tuple(option_spans), post_span)
-
-
-def sample_text(sample: Sample) -> MCText:
-    """`mc_text` for a `Sample`."""
-    return mc_text(sample.question, sample.options)
 
 
 @dataclass(frozen=True)

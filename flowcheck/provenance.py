@@ -6,7 +6,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from flowcheck import __version__
+from flowcheck.version import __version__
 
 
 def git_commit(cwd: Path) -> str:

@@ -103,13 +103,13 @@ def flow_options(config: pytest.Config):
 
 def flow_session(config: pytest.Config):
     if not hasattr(config, "_flowcheck_session"):
+        from flowcheck import bundled
         from flowcheck.claims import RegistryError, load_registry
         from flowcheck.models.identity import ModelNameError
         from flowcheck.session import FlowSession
 
         options = flow_options(config)
-        extra = [Path(config.rootpath) / "fixtures" / "claims.toml"]
-        extra = [p for p in extra if p.exists()] + [Path(p) for p in options.claims]
+        extra = [bundled.claims_file()] + [Path(p) for p in options.claims]
         try:
             registry = load_registry(extra)
             session = FlowSession(options, registry)

@@ -159,7 +159,7 @@ def test_shared_prefix_mode_refuses_attention_that_never_reads_the_prefix():
     # attention that does not go through flowcheck's function (here plain sdpa) would silently attend to
     # the suffix only: the second layer's cache hand-over finds the first one unread and raises
     decoder, _, inputs = setup("llama")
-    base = fast_module.Baseline(decoder, inputs)
+    base = fast_module.BaselinePass(decoder, inputs)
     p = inputs.n - 1
     suffix = inputs.suffix(p)
     mask = torch.ones(1, inputs.n, dtype=torch.long)

@@ -10,7 +10,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from flowcheck.edges import make_window, paper_conditions
 from flowcheck.engine import condition_knockout
 from flowcheck.engine.batching import CUDA_FREE_FRACTION, MemoryModel, default_budget_bytes, rows_for_budget
-from flowcheck.engine.fast import Baseline, _row_masks, _shared
+from flowcheck.engine.fast import BaselinePass, _row_masks, _shared
 
 GIB = 2**30
 H100 = 80 * GIB  # device memory of one H100 (H200: 141 GB)
@@ -32,7 +32,7 @@ def seven_b() -> LlamaConfig:
 
 def test_state_formula_equals_the_baseline_tensors():
     decoder, _, inputs = setup("llama")
-    base = Baseline(decoder, inputs)
+    base = BaselinePass(decoder, inputs)
     held = sum(k.nbytes + v.nbytes for k, v in base.layers) + sum(h.nbytes for h in base.hidden)
     assert MemoryModel.of(decoder.config, inputs.n, decoder.dtype).state == held
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from flowcheck.gating import gate_name
-from flowcheck.models.identity import ModelNameError, derived_name, file_stem, model_refs, parse_model
+from flowcheck.models.identity import ModelNameError, derived_name, model_refs, parse_model
+from flowcheck.naming import file_stem
 
 
 def test_two_checkpoints_with_the_same_folder_name_get_different_names(tmp_path: Path):

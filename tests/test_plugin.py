@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from flowcheck import bundled
 from flowcheck.data.synth import write_benchmark
 
 pytest_plugins = ["pytester"]
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
-BUNDLED = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-video-ft"
+BUNDLED = bundled.model_dir("tiny-video-ft")
 
 
 @pytest.fixture(scope="module")

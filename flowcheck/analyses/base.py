@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 from flowcheck.analyses.records import Baseline
 from flowcheck.analyses.specs import Contribution
 from flowcheck.edges import Condition, Window
+from flowcheck.naming import file_stem
 
 # The paper's analyses, in the order they run (the sweep first: it gives every sample's baseline).
 BUILTIN_MODULES = (
@@ -183,9 +184,7 @@ class ReportInput:
     image: ReportInput | None = None
 
     def file_stem(self) -> str:
-        """``<model file stem>-<dataset>``: figure file names (see `flowcheck.models.identity.file_stem`)."""
-        from flowcheck.models.identity import file_stem
-
+        """``<model file stem>-<dataset>``: figure file names (`flowcheck.naming.file_stem`)."""
         return f"{file_stem(self.model)}-{self.dataset}"
 
     def tasks(self) -> list[str]:

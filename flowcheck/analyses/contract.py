@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flowcheck import __version__
+from flowcheck.version import __version__
 
 if sys.version_info >= (3, 11):
     import tomllib

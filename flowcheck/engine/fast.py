@@ -30,9 +30,9 @@ from transformers.cache_utils import Cache, DynamicLayer
 from flowcheck.engine import prefix_attention
 from flowcheck.engine.attention import LazyMask, materialize
 from flowcheck.engine.batching import MemoryModel, default_budget_bytes, plan_batches, rows_for_budget
-from flowcheck.engine.decoder import Decoder
 from flowcheck.engine.knockout import knockout_plan
-from flowcheck.engine.scoring import Knockout, LMInputs, Scored, _as_spec, _score_logits, no_padding, score_plain
+from flowcheck.engine.scoring import Knockout, Scored, as_spec, no_padding, score_logits, score_plain
+from flowcheck.models.decoder import Decoder, LMInputs
 
 # Small models spend a forward's time on per-call overhead, not arithmetic: let them batch at least this much.
 MIN_DEFAULT_BUDGET_MB = 64
@@ -59,7 +59,7 @@ def bypass_layers(decoder: Decoder, below: int) -> Iterator[None]:
             decoder.layers[i] = layer
 
 
-class Baseline:
+class BaselinePass:
     """One cached forward: the KV cache, the residual entering every layer, and the last-position logits."""
 
     def __init__(self, decoder: Decoder, inputs: LMInputs) -> None:
@@ -115,7 +115,7 @@ class _PrefixLayer(DynamicLayer):
 
 
 def _suffix_logits(
-    decoder: Decoder, base: Baseline, inputs: LMInputs, p: int, a: int, rows: int, shared: bool = False
+    decoder: Decoder, base: BaselinePass, inputs: LMInputs, p: int, a: int, rows: int, shared: bool = False
 ) -> torch.Tensor:
     """Last-position logits of `rows` copies of positions >= p recomputed from layer a (under any active knockout).
 
@@ -138,7 +138,7 @@ def _suffix_logits(
     return decoder.lm_head(out.last_hidden_state[:, -1])
 
 
-def self_check(decoder: Decoder, base: Baseline, inputs: LMInputs) -> bool:
+def self_check(decoder: Decoder, base: BaselinePass, inputs: LMInputs) -> bool:
     """Does the suffix path reproduce the baseline without a knockout?
 
     From layer 0 with the shared prefix and from the middle layer with per-row prefix copies: the two ways
@@ -172,7 +172,7 @@ def _row_masks(group: Sequence[Knockout], n: int, p: int, device) -> dict[int, L
         row = {}
         for layer, spec in ko.plan.items():
             if id(spec) not in built:
-                built[id(spec)] = materialize(_as_spec(spec), n, device, first_row=p)
+                built[id(spec)] = materialize(as_spec(spec), n, device, first_row=p)
             row[layer] = id(spec)
         per_row.append(row)
     empty = torch.zeros(n - p, n, dtype=torch.bool, device=device)
@@ -219,7 +219,7 @@ class FastScorer:
         self.device = inputs.inputs_embeds.device
         _sync(self.device)
         started = time.perf_counter()
-        self.base = Baseline(decoder, inputs)
+        self.base = BaselinePass(decoder, inputs)
         _sync(self.device)
         checked = time.perf_counter()
         self.ok = self_check(decoder, self.base, inputs)
@@ -247,7 +247,7 @@ class FastScorer:
         n, layers = inputs.n, decoder.num_layers
         if overhead_positions is None:
             overhead_positions = self.overhead_positions
-        baseline = _score_logits(base.logits, watch)[0]
+        baseline = score_logits(base.logits, watch)[0]
         results: list[Scored | None] = [None] * len(knockouts)
         items = []
         for index, ko in enumerate(knockouts):
@@ -294,7 +294,7 @@ class FastScorer:
                 warnings.warn(f"flowcheck: out of memory with {len(chunk)} rows; retrying with {cap[0]}", stacklevel=2)
                 run(p, sorted(chunk, key=lambda i: knockouts[i].first_layer))
                 return
-            for i, scored in zip(chunk, _score_logits(logits, watch), strict=True):
+            for i, scored in zip(chunk, score_logits(logits, watch), strict=True):
                 results[i] = scored
             if progress is not None:
                 progress(len(group))

@@ -9,7 +9,7 @@ from torch import nn
 
 from flowcheck.engine import attention
 from flowcheck.engine.attention import ActiveKnockout, BlockedSpec
-from flowcheck.engine.decoder import Decoder, UnsupportedModelError, find_decoder
+from flowcheck.models.decoder import Decoder, UnsupportedModelError, find_decoder
 
 
 @contextmanager

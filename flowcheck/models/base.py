@@ -14,8 +14,8 @@ from torch import nn
 
 from flowcheck.data.sample import Sample
 from flowcheck.data.video import VideoFrames
-from flowcheck.engine import Decoder, LMInputs, find_decoder
 from flowcheck.layout import TokenLayout
+from flowcheck.models.decoder import Decoder, LMInputs, find_decoder
 
 
 class AdapterError(ValueError):

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowcheck.engine import Decoder, LMInputs
+from flowcheck.models.decoder import Decoder, LMInputs
 
 # Keyword arguments of a decoder call that describe the call, not the sample.
 _CALL_KWARGS = {

@@ -97,9 +97,3 @@ def model_refs(items: Iterable[str]) -> list[ModelRef]:
             )
         seen[ref.name] = ref
     return refs
-
-
-def file_stem(name: str) -> str:
-    """A file-system-safe stem of a model name (``org/model@family`` -> ``org--model@family``)."""
-    safe = name.strip("/").replace("/", "--")
-    return "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in safe)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from flowcheck import bundled
 from flowcheck.models.base import AdapterError, ModelAdapter
 
 # Adapter modules, imported lazily; each registers its families with `register`.
@@ -83,22 +84,20 @@ def adapter_class(config: dict, family: str | None = None, name: str = "the chec
     return adapter_for_model_type(model_type, config)
 
 
-BUNDLED = {"tiny-video-ft": "tiny-video-ft", "tiny-image": "tiny-image"}
-
-
-def fixtures_dir() -> Path:
-    """The repository's fixtures/ folder (bundled models live there)."""
-    return Path(__file__).resolve().parents[2] / "fixtures"
+BUNDLED = bundled.MODELS
+"""Bundled model name -> folder (package data in `flowcheck.bundled`)."""
 
 
 def resolve_name(name_or_path: str) -> str:
-    """Bundled model names -> their folder; anything else is returned unchanged (a path or hub id)."""
+    """Bundled model names -> their folder in the installed package; anything else is returned unchanged (a path
+    or hub id). A bundled model whose folder has no config.json is an AdapterError saying how to restore it."""
     if name_or_path in BUNDLED:
-        folder = fixtures_dir() / BUNDLED[name_or_path]
+        folder = bundled.model_dir(name_or_path)
         if not (folder / "config.json").exists():
             raise AdapterError(
-                f"the bundled model {name_or_path} is missing from {folder}; reinstall flowcheck from a full checkout "
-                "or retrain it with `python -m flowcheck.tiny.train`"
+                f"the bundled model {name_or_path} is missing from {folder}; reinstall flowcheck from a full "
+                "checkout (`pip install .`), or retrain it with `python -m flowcheck.tiny.train` and copy the run's "
+                f"final/ folder to {folder}"
             )
         return str(folder)
     return name_or_path

@@ -13,9 +13,9 @@ from torch import nn
 
 from flowcheck.data.sample import Sample
 from flowcheck.data.video import VideoFrames
-from flowcheck.engine import LMInputs
 from flowcheck.layout import Span, TokenLayout
 from flowcheck.models.base import AdapterError, EncodedSample, ModelAdapter
+from flowcheck.models.decoder import LMInputs
 from flowcheck.models.hf_native import letter_token_ids
 from flowcheck.prompt import ANSWER_PREFIX, CharSpan, mc_text, token_span
 

@@ -1,6 +1,6 @@
 """Write a bundled model's card: recipe, training log, held-out accuracy and knockout observations.
 
-    python -m flowcheck.tiny.card --model fixtures/tiny-video-ft --log runs/video/log.json --stage video
+    python -m flowcheck.tiny.card --model flowcheck/bundled/tiny-video-ft --log runs/video/log.json --stage video
 
 Accuracy and curves come from the suite's own pipeline (flowcheck.load, the synthetic benchmark in
 the TVBench layout decoded from mp4, the analyses runner), not from the training loop.

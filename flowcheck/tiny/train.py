@@ -9,7 +9,8 @@ number of frames without ever seeing motion. Stage ``video``: 8-frame videos, th
 tasks plus spatial questions, starting from the image model. Seeds are fixed, progress
 and held-out accuracy per task are printed, and a checkpoint is written at every evaluation;
 ``--resume`` continues from it and reproduces the uninterrupted run (data come in per-interval
-segments seeded by the interval index).
+segments seeded by the interval index). The model is written to ``<out>/final``; the bundled models
+are those folders copied into ``flowcheck/bundled/<name>/`` (see fixtures/README.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every model a shipped registry names resolves to a flowcheck adapter, through the pipeline the paper used.
 
-Names come from flowcheck/specs/claims.toml ([models] keys and image_model), fixtures/claims.toml and
+Names come from flowcheck/specs/claims.toml ([models] keys and image_model), flowcheck/bundled/claims.toml and
 flowcheck/specs/checkpoints.json. Each resolves through `flowcheck.load` on a tiny stand-in folder
 whose config.json has the real checkpoint's `model_type` (recorded below from the hub configs; a
 new name must add its own), keeping the name's ``@family`` suffix.
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import flowcheck
+from flowcheck import bundled
 from flowcheck.claims import tomllib  # tomli before Python 3.11
 from flowcheck.models import registry
 from flowcheck.models.base import AdapterError
@@ -43,7 +44,7 @@ HUB_CONFIGS: dict[str, dict] = {
 
 
 def bundled_config(name: str) -> dict:
-    return json.loads((REPO / "fixtures" / name / "config.json").read_text())
+    return json.loads((bundled.model_dir(name) / "config.json").read_text())
 
 
 def stand_in_config(name: str) -> dict:
@@ -60,7 +61,7 @@ def claims_models(path: Path) -> list[tuple[str, str | None]]:
     return [(name, entry.get("image_model")) for name, entry in models.items()]
 
 
-CLAIMS_FILES = [REPO / "flowcheck" / "specs" / "claims.toml", REPO / "fixtures" / "claims.toml"]
+CLAIMS_FILES = [REPO / "flowcheck" / "specs" / "claims.toml", bundled.claims_file()]
 CHECKPOINTS = json.loads((REPO / "flowcheck" / "specs" / "checkpoints.json").read_text())["checkpoints"]
 NAMED = sorted(
     {c["name"] for c in CHECKPOINTS}

@@ -1,9 +1,17 @@
-"""Find the text decoder inside any transformers causal LM or VLM, and refuse what masks cannot knock out."""
+"""The model's text decoder and its inputs: find the decoder inside any transformers causal LM or VLM,
+refuse what attention masks cannot knock out, and carry one sample's decoder inputs (`LMInputs`).
+
+Adapters (`flowcheck.models`) build these; the knockout engine (`flowcheck.engine`) runs them. They live
+with the models so that the models never import the engine.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+import torch
 from torch import nn
 
 ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention", "chunked_attention"}
@@ -132,3 +140,52 @@ def find_decoder(model: nn.Module) -> Decoder:
             "(e.g. *ForCausalLM or *ForConditionalGeneration), not the bare decoder"
         )
     return Decoder(module, layers, attention, getattr(module, "norm", None), lm_head, model)
+
+
+@dataclass
+class LMInputs:
+    """What the text decoder needs for one sample, with video already embedded.
+
+    `position_ids` is [1, n] or, for multimodal rotary models, [k, 1, n]; `extra` holds further
+    decoder keyword arguments (e.g. Qwen3-VL's ``visual_pos_masks`` and
+    ``deepstack_visual_embeds``). When only a suffix is recomputed (positions >= start, from
+    layer `first_layer` on, as `rows` batch rows), `suffix_extra(extra, start, first_layer, rows)`
+    gives the extras; the default slices tensors whose second dimension is the sequence and
+    repeats them over the rows.
+    """
+
+    inputs_embeds: torch.Tensor
+    position_ids: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    suffix_extra: Callable[[dict[str, Any], int, int, int], dict[str, Any]] | None = None
+
+    @property
+    def n(self) -> int:
+        return self.inputs_embeds.shape[1]
+
+    def kwargs(self) -> dict[str, Any]:
+        out = {"inputs_embeds": self.inputs_embeds, **self.extra}
+        if self.position_ids is not None:
+            out["position_ids"] = self.position_ids
+        return out
+
+    def suffix(self, start: int, first_layer: int = 0, rows: int = 1) -> LMInputs:
+        """The inputs of positions ``>= start`` as `rows` batch rows (for a forward on top of a prefix cache)."""
+        if self.suffix_extra is not None:
+            extra = self.suffix_extra(self.extra, start, first_layer, rows)
+        else:
+            extra = {k: _rows(v[:, start:], rows) if _is_sequence(v, self.n) else v for k, v in self.extra.items()}
+        positions = None
+        if self.position_ids is not None:
+            positions = self.position_ids[..., start:]
+            if rows > 1:
+                positions = positions.expand(*positions.shape[:-2], rows, positions.shape[-1])
+        return LMInputs(_rows(self.inputs_embeds[:, start:], rows), positions, extra, self.suffix_extra)
+
+
+def _is_sequence(value: Any, n: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[1] == n
+
+
+def _rows(value: torch.Tensor, rows: int) -> torch.Tensor:
+    return value if rows == 1 else value.expand(rows, *value.shape[1:])
