@@ -33,7 +33,7 @@ def run_suites(cache: Path, reports: Path, max_samples: int | None) -> tuple[flo
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
-    lines = [line for line in done.stdout.splitlines() if line.startswith("flowcheck:")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("flowcheck:") and "claim checks" in line]
     if done.returncode not in (0, 1) or not lines:
         sys.exit(f"the suites did not run (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return elapsed, lines[0]

@@ -515,8 +515,12 @@ def model_identity(model: ModelAdapter | ModelHandle) -> dict[str, Any]:
 
 def verification_key(model: ModelAdapter | ModelHandle, sample: Sample, frames: Any) -> str:
     """The result-cache key of a verification: `model_identity`, the sample's content (`sample_digest`), the
-    check names and the flowcheck version (`cache_key` adds it)."""
-    return cache_key({**model_identity(model), "sample": sample_digest(sample, frames), "checks": list(CHECKS)})
+    check names, their tolerances (a verdict is only valid for the tolerances it was judged with) and the
+    flowcheck version (`cache_key` adds it)."""
+    table = tomllib.loads(resources.files("flowcheck.specs").joinpath("contract.toml").read_text())
+    return cache_key(
+        {**model_identity(model), "sample": sample_digest(sample, frames), "checks": list(CHECKS), "tolerances": table}
+    )
 
 
 def choose_sample(samples: Sequence[Sample], task: str | None = None, sample_id: str | None = None) -> Sample:

@@ -203,7 +203,7 @@ def test_verification_round_trips_through_json_and_the_cache_key_follows_the_sam
 
 
 def test_tolerances_come_from_the_data_file_per_dtype():
-    assert contract.tolerances("float32") == {"logits": 1e-5, "hidden": 1e-5, "probs": 1e-5}
+    assert contract.tolerances("float32") == {"logits": 1e-4, "hidden": 1e-4, "probs": 1e-5}
     assert contract.tolerances("torch.bfloat16")["logits"] == 5e-2
     with pytest.raises(ValueError, match="no contract tolerance"):
         contract.tolerances("int8")
