@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from flowcheck.data.hub import default_cache, unpack_videos
+from flowcheck.data.registry import DatasetSpec, OptionConvention, register
 from flowcheck.data.report import DataError, LoadReport
 from flowcheck.data.sample import Sample
 from flowcheck.data.schemas import TomatoEntry, entry_problem, json_type, read_json
@@ -130,3 +131,18 @@ def _sample(root: Path, task: str, path: Path, key: str, raw: object) -> tuple[S
     except ValueError as err:
         return None, (str(path), f"{where}{err}")
     return sample, None
+
+
+SPEC = register(
+    DatasetSpec(
+        name="tomato",
+        description=f"TOMATO (hub {HUB_ID}): six temporal reasoning tasks, all analysed",
+        loader=load,
+        temporal=None,
+        keywords="action_sequence",
+        options=OptionConvention(
+            3, 7, "index", note="3 to 7 options in the released annotations (1,484 questions); answer = 0-based index"
+        ),
+        hub_id=HUB_ID,
+    )
+)
