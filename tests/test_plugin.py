@@ -25,8 +25,7 @@ def assets(tmp_path_factory):
     """The bundled trained model (claims need correctly answered samples) and a small synthetic set."""
     root = tmp_path_factory.mktemp("assets")
     source = Path(os.environ.get("FLOWCHECK_TEST_MODEL", BUNDLED))
-    if not (source / "config.json").exists():
-        pytest.skip(f"no trained tiny model at {source}")
+    assert (source / "config.json").exists(), f"no trained tiny model at {source} (the package data is incomplete)"
     model = root / "tiny-model"
     shutil.copytree(source, model)
     write_benchmark(root / "bench", seed=2, per_task=4, tasks=["moving_direction", "scene_transition"], progress=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from flowcheck import bundled
 from flowcheck.data.synth import write_benchmark  # imported before pytester's tests (it snapshots sys.modules)
 from flowcheck.progress import (
     FileProgress,
@@ -427,7 +428,7 @@ def test_the_runner_reports_every_sample_and_a_broken_display_changes_nothing(tm
     assert again.computed == 2 and p_new[:2] == p_new[2:]
 
 
-BUNDLED = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-video-ft"
+BUNDLED = bundled.model_dir("tiny-video-ft")
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
@@ -435,8 +436,7 @@ SUITES = Path(__file__).resolve().parents[1] / "suites"
 def main_job(pytester, tmp_path_factory):
     """`pytest <suite>` on the bundled trained model and 2 synthetic samples, in a pytester subprocess."""
     source = Path(os.environ.get("FLOWCHECK_TEST_MODEL", BUNDLED))
-    if not (source / "config.json").exists():
-        pytest.skip(f"no trained tiny model at {source}")
+    assert (source / "config.json").exists(), f"no trained tiny model at {source} (the package data is incomplete)"
     bench = tmp_path_factory.mktemp("bench")
     write_benchmark(bench, seed=2, per_task=2, tasks=["moving_direction"], progress=False)
     for path in SUITES.glob("*.py"):
