@@ -107,7 +107,7 @@ def _accuracy_drop(spec: ClaimSpec, e: Evidence) -> ClaimResult:
             "n": a.n,
         },
         t,
-        "accuracy with cross-frame attention blocked in layers [0, L/2) (absolute points)",
+        "accuracy with cross-frame attention blocked in layers 1 to L/2 (absolute points)",
     )
 
 

@@ -3,7 +3,7 @@
 The runner calls ``start(label, total)`` before its loop over samples, ``update(done, computed, cached, skipped)``
 after every sample and ``finish()`` at the end. A display turns those calls into one line per model x dataset:
 
-    flowcheck: tiny-video-ft: synthetic 12/50 samples (10 computed, 2 cached, 0 skipped), elapsed 0:21, ETA 1:17
+    flowcheck: tiny-video-ft: synthetic 12/50 samples, ETA 1:17, elapsed 0:21 (10 computed, 2 cached, 0 skipped)
 
 The ETA counts computed samples only (cached ones are instant): remaining samples x seconds per computed sample,
 where only the time of the updates that computed a sample is counted. It is ``--`` until one sample is computed.
@@ -93,16 +93,18 @@ class ProgressState:
     finished: bool = False
 
     def counts(self) -> str:
-        """``12/50 samples (10 computed, 2 cached, 0 skipped)``."""
-        return (
-            f"{self.done}/{self.total} samples ({self.computed} computed, {self.cached} cached, {self.skipped} skipped)"
-        )
+        """``(10 computed, 2 cached, 0 skipped)``."""
+        return f"({self.computed} computed, {self.cached} cached, {self.skipped} skipped)"
 
     def line(self, prefix: str = PREFIX) -> str:
-        """The display line: counts with elapsed time and ETA, or the total time once finished."""
+        """The display line: samples done, ETA and elapsed time first (a narrow terminal cuts the end of the line),
+        then the counts; the total time once finished."""
+        done = f"{self.done}/{self.total} samples"
         if self.finished:
-            return f"{prefix}{self.label} {self.counts()} in {duration(self.elapsed)}"
-        return f"{prefix}{self.label} {self.counts()}, elapsed {duration(self.elapsed)}, ETA {duration(self.eta)}"
+            return f"{prefix}{self.label} {done} in {duration(self.elapsed)} {self.counts()}"
+        return (
+            f"{prefix}{self.label} {done}, ETA {duration(self.eta)}, elapsed {duration(self.elapsed)} {self.counts()}"
+        )
 
     def aged(self, seconds: float) -> ProgressState:
         """The same state `seconds` later with no update in between (a running one: elapsed grows, ETA shrinks)."""
@@ -597,8 +599,9 @@ class WorkerBoard:
             skipped=sum(s.skipped for s in states),
         )
         parts = [
-            f"{self.prefix}{len(states)} running: {total.counts()}, elapsed {duration(max(s.elapsed for s in states))}"
-            f", ETA {duration(max(etas) if etas else None)}"
+            f"{self.prefix}{len(states)} running: {total.done}/{total.total} samples, "
+            f"ETA {duration(max(etas) if etas else None)}, elapsed {duration(max(s.elapsed for s in states))} "
+            f"{total.counts()}"
         ]
         parts += [f"{worker} {s.label} {s.done}/{s.total}" for worker, s in running.items()]
         return " | ".join(parts)

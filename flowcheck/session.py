@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flowcheck.analyses.base import analyses
 from flowcheck.analyses.contract import CACHE_KIND as CONTRACT_KIND
 from flowcheck.analyses.contract import Verification, choose_sample, verification_key, verify
 from flowcheck.analyses.runner import NOT_COMPUTED, AnalysisPlan, ModelResults, run_analyses
@@ -351,6 +352,7 @@ class FlowSession:
             claim_specs={
                 name: {"finding": spec.claim, "title": spec.title} for name, spec in self.registry.claims.items()
             },
+            analysis_titles={name: cls.title or name for name, cls in analyses().items()},
         )
 
     def _settings(self, models, key: str) -> dict[str, str]:

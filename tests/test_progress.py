@@ -105,7 +105,7 @@ def test_eta_counts_only_the_time_of_computed_samples():
     tracker = Tracker(clock)
     tracker.start("tiny: synthetic", 10)
     assert tracker.state.line() == (
-        "flowcheck: tiny: synthetic 0/10 samples (0 computed, 0 cached, 0 skipped), elapsed 0:00, ETA --"
+        "flowcheck: tiny: synthetic 0/10 samples, ETA --, elapsed 0:00 (0 computed, 0 cached, 0 skipped)"
     )
     clock.now = 3.0
     tracker.update(1, 1, 0, 0)  # 3 s computing one sample
@@ -116,11 +116,11 @@ def test_eta_counts_only_the_time_of_computed_samples():
     # 7 samples left x 9 s / 2 computed = 31.5 s -> 0:32; elapsed 9.5 s -> 0:10
     assert state.eta == pytest.approx(31.5)
     assert state.line() == (
-        "flowcheck: tiny: synthetic 3/10 samples (2 computed, 1 cached, 0 skipped), elapsed 0:10, ETA 0:32"
+        "flowcheck: tiny: synthetic 3/10 samples, ETA 0:32, elapsed 0:10 (2 computed, 1 cached, 0 skipped)"
     )
     clock.now = 70.0
     assert (
-        tracker.finish().line() == "flowcheck: tiny: synthetic 3/10 samples (2 computed, 1 cached, 0 skipped) in 1:10"
+        tracker.finish().line() == "flowcheck: tiny: synthetic 3/10 samples in 1:10 (2 computed, 1 cached, 0 skipped)"
     )
 
 
@@ -166,11 +166,11 @@ def test_a_stream_that_is_not_a_tty_gets_a_line_at_start_every_10_percent_or_10_
         sink.update(done, 7, done - 7, 0)  # the rest from the cache, instantly: lines at 12 and 17 ... 47
     sink.finish()
     lines = out.getvalue().splitlines()
-    assert lines[0] == "flowcheck: m: d 0/50 samples (0 computed, 0 cached, 0 skipped), elapsed 0:00, ETA --"
+    assert lines[0] == "flowcheck: m: d 0/50 samples, ETA --, elapsed 0:00 (0 computed, 0 cached, 0 skipped)"
     # 5 computed in 5 s: 1 s each; 45 left -> 0:45
-    assert lines[1] == "flowcheck: m: d 5/50 samples (5 computed, 0 cached, 0 skipped), elapsed 0:05, ETA 0:45"
+    assert lines[1] == "flowcheck: m: d 5/50 samples, ETA 0:45, elapsed 0:05 (5 computed, 0 cached, 0 skipped)"
     # 7 computed in 15.5 s; 43 left x 15.5/7 = 95.2 s -> 1:35
-    assert lines[2] == "flowcheck: m: d 7/50 samples (7 computed, 0 cached, 0 skipped), elapsed 0:16, ETA 1:35"
+    assert lines[2] == "flowcheck: m: d 7/50 samples, ETA 1:35, elapsed 0:16 (7 computed, 0 cached, 0 skipped)"
     assert [line.split()[3] for line in lines[3:-1]] == [
         "12/50",
         "17/50",
@@ -181,7 +181,7 @@ def test_a_stream_that_is_not_a_tty_gets_a_line_at_start_every_10_percent_or_10_
         "42/50",
         "47/50",
     ]
-    assert lines[-1] == "flowcheck: m: d 50/50 samples (7 computed, 43 cached, 0 skipped) in 0:16"
+    assert lines[-1] == "flowcheck: m: d 50/50 samples in 0:16 (7 computed, 43 cached, 0 skipped)"
     assert "\r" not in out.getvalue()
 
 
@@ -195,9 +195,9 @@ def test_a_tty_gets_one_line_rewritten_in_place_and_cut_to_the_terminal_width():
     sink.update(2, 2, 0, 0)
     clock.now = 3.0
     sink.finish()
-    first = "flowcheck: m: d 0/3 samples (0 computed, 0 cached, 0 skipped), elapsed 0:00, ETA --"
-    second = "flowcheck: m: d 2/3 samples (2 computed, 0 cached, 0 skipped), elapsed 0:02, ETA 0:01"
-    final = "flowcheck: m: d 2/3 samples (2 computed, 0 cached, 0 skipped) in 0:03"
+    first = "flowcheck: m: d 0/3 samples, ETA --, elapsed 0:00 (0 computed, 0 cached, 0 skipped)"
+    second = "flowcheck: m: d 2/3 samples, ETA 0:01, elapsed 0:02 (2 computed, 0 cached, 0 skipped)"
+    final = "flowcheck: m: d 2/3 samples in 0:03 (2 computed, 0 cached, 0 skipped)"
     pad = " " * (len(second) - len(final))
     assert out.getvalue() == "\r" + first + "\r" + second + "\r" + final + pad + "\n"
     assert fit("x" * 100, 40) == "x" * 36 + "..." and fit("short", 40) == "short"
@@ -348,12 +348,12 @@ def test_the_board_shows_each_workers_lines_and_every_final_line_once(tmp_path):
     clock.now, wall.now = 6.0, 1006.0  # 2 s after gw0 wrote: elapsed 6 s, ETA 74 s
     board.poll()
     assert shown.shown == [
-        ("line", "flowcheck: [gw1] small: synthetic 2/2 samples (0 computed, 2 cached, 0 skipped) in 0:04"),
+        ("line", "flowcheck: [gw1] small: synthetic 2/2 samples in 0:04 (0 computed, 2 cached, 0 skipped)"),
         (
             "line",
-            "flowcheck: [gw0] big: synthetic 1/20 samples (1 computed, 0 cached, 0 skipped), elapsed 0:06, ETA 1:14",
+            "flowcheck: [gw0] big: synthetic 1/20 samples, ETA 1:14, elapsed 0:06 (1 computed, 0 cached, 0 skipped)",
         ),
-        ("line", "flowcheck: [gw1] small: tvbench 0/5 samples (0 computed, 0 cached, 0 skipped), elapsed 0:02, ETA --"),
+        ("line", "flowcheck: [gw1] small: tvbench 0/5 samples, ETA --, elapsed 0:02 (0 computed, 0 cached, 0 skipped)"),
     ]
     shown.shown.clear()
     board.poll()  # nothing new, too early for another line
@@ -380,7 +380,7 @@ def test_on_a_tty_the_board_shows_one_aggregated_live_line(tmp_path):
     assert shown.shown == [
         (
             "live",
-            "flowcheck: 2 running: 18/80 samples (18 computed, 0 cached, 0 skipped), elapsed 0:30, ETA 1:36"
+            "flowcheck: 2 running: 18/80 samples, ETA 1:36, elapsed 0:30 (18 computed, 0 cached, 0 skipped)"
             " | gw0 gw0-model: synthetic 10/40 | gw1 gw1-model: synthetic 8/40",
         )
     ]
@@ -467,8 +467,8 @@ def test_the_main_job_shows_progress_in_the_terminal_and_none_with_q_q(main_job)
     result.stdout.fnmatch_lines(
         [
             "test_answer_readiness.py ",
-            "flowcheck: tiny-model: synthetic 0/2 samples (0 computed, 0 cached, 0 skipped), elapsed 0:00, ETA --",
-            "flowcheck: tiny-model: synthetic 2/2 samples (2 computed, 0 cached, 0 skipped) in *",
+            "flowcheck: tiny-model: synthetic 0/2 samples, ETA --, elapsed 0:00 (0 computed, 0 cached, 0 skipped)",
+            "flowcheck: tiny-model: synthetic 2/2 samples in * (2 computed, 0 cached, 0 skipped)",
             "test_answer_readiness.py *",  # pytest's line of outcomes goes on under its file name
         ]
     )
@@ -481,6 +481,6 @@ def test_the_main_job_shows_progress_in_the_terminal_and_none_with_q_q(main_job)
 def test_under_xdist_the_controller_shows_the_workers_progress(main_job):
     result = main_job("-n", "2")
     result.stdout.fnmatch_lines(
-        ["flowcheck: [[]gw?[]] tiny-model: synthetic 2/2 samples (2 computed, 0 cached, 0 skipped) in *"]
+        ["flowcheck: [[]gw?[]] tiny-model: synthetic 2/2 samples in * (2 computed, 0 cached, 0 skipped)"]
     )
     assert "ProgressWarning" not in result.stdout.str()

@@ -145,3 +145,15 @@ def test_flowcheck_report_rerenders_from_the_record_alone(tmp_path: Path):
     first, second = (tmp_path / "run" / "REPORT.md").read_text(), (out / "REPORT.md").read_text()
     assert first == second and (out / "fig2-cross-frame-m-d.png").exists()
     assert not (tmp_path / ".flowcheck-cache").exists()
+
+
+def test_an_analysis_not_registered_where_the_report_is_rendered_is_shown_not_dropped(tmp_path: Path):
+    """A run that used a plugin's analysis, re-rendered where that module is not imported: its summaries are in
+    the record, so its numbers appear under its recorded title (they used to vanish without a word)."""
+    record = data()
+    record.summaries[("m", "d")]["t"].analyses["plugin_metric"] = {"mean": 0.25, "samples": 20}
+    record.analysis_titles = {"plugin_metric": "Plugin metric"}
+    text = render(RunRecord.from_json(record.to_json()), tmp_path / "run")
+    assert "## Plugin metric (analysis 'plugin_metric' not registered here)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| m "))
+    assert "0.25" in row and "20" in row

@@ -214,3 +214,17 @@ def test_a_registry_file_cannot_restate_the_findings(tmp_path):
     extra.write_text('[findings]\nC1 = "something else"\n')
     with pytest.raises(RegistryError, match=r"unknown table\(s\) \['findings'\]"):
         load_registry([extra])
+
+
+def test_a_dict_valued_measurement_is_shown_once_and_never_left_in_the_note():
+    """The logit-lens claim measures ``hits={spatial: .., temporal: ..}``: the measured column dropped it and the
+    note kept a fragment of it (``measured, 6518, temporal: 9119}``)."""
+    from flowcheck.report.tables import _values
+
+    measured = {"temporal_mean_layer": 4.193, "hits": {"spatial": 6518, "temporal": 9119}, "n": 304}
+    reason = (
+        "measured temporal_mean_layer=4.193, hits={spatial: 6518, temporal: 9119}, n=304 (thresholds min_samples=10)"
+    )
+    assert _values(measured) == "temporal_mean_layer=4.19, hits={spatial: 6518, temporal: 9119}, n=304"
+    assert xfail_note(reason, measured, {"min_samples": 10}) == ""
+    assert xfail_note("reads the video directly; " + reason, measured, {}) == "reads the video directly"

@@ -28,7 +28,8 @@ class RunRecord:
     per claim test (`flowcheck.record.schema.ClaimEntry` fields); `image_models` / `paper_models`: the registry's
     paired image model and paper model per model; `video_tokens`: video tokens per sample per model;
     `temporal_tasks`: per dataset, the tasks the paper's temporal claims and figures use; `findings`: the paper's
-    findings (C1 ..) and their one-line statements; `claim_specs`: per claim, its finding and title."""
+    findings (C1 ..) and their one-line statements; `claim_specs`: per claim, its finding and title;
+    `analysis_titles`: the title of every analysis of the run (its section heading)."""
 
     metadata: dict[str, Any]
     claims: list[dict[str, Any]]
@@ -40,6 +41,7 @@ class RunRecord:
     temporal_tasks: dict[str, list[str]] = field(default_factory=dict)
     findings: dict[str, str] = field(default_factory=dict)
     claim_specs: dict[str, dict[str, str]] = field(default_factory=dict)
+    analysis_titles: dict[str, str] = field(default_factory=dict)
 
     def finding_of(self) -> dict[str, str]:
         """Claim name -> the paper's finding it tests (C1 .. C5)."""
@@ -67,6 +69,7 @@ class RunRecord:
             "temporal_tasks": self.temporal_tasks,
             "findings": self.findings,
             "claim_specs": self.claim_specs,
+            "analysis_titles": self.analysis_titles,
         }
         return validate(builtin(data)).model_dump(mode="json")
 
@@ -92,6 +95,7 @@ class RunRecord:
             record.temporal_tasks,
             record.findings,
             {name: spec.model_dump() for name, spec in record.claim_specs.items()},
+            record.analysis_titles,
         )
 
     def report_inputs(self) -> list[ReportInput]:
@@ -109,9 +113,22 @@ class RunRecord:
         return out
 
     def contributions(self) -> list[Contribution]:
-        """Each registered analysis's tables and figures (as data) for this record, in registry order."""
+        """Each analysis's tables and figures (as data) for this record: a registered analysis draws its own
+        (`Analysis.report`); one that is in the record but not registered here (its module not imported, e.g.
+        when `flowcheck report` re-renders a run that used a plugin's analysis) is shown as a table of its
+        summaries' numbers under its recorded title, never left out."""
         inputs = self.report_inputs()
-        return [cls.report(inputs) for cls in analyses().values()] if inputs else []
+        if not inputs:
+            return []
+        known = analyses()
+        out = [cls.report(inputs) for cls in known.values()]
+        present = {name for per in self.summaries.values() for s in per.values() for name in s.analyses}
+        for name in sorted(present - set(known)):
+            title = self.analysis_titles.get(name, name)
+            out.append(
+                Contribution.scalar_table(f"{title} (analysis {name!r} not registered here)", name, inputs, dict)
+            )
+        return out
 
     def _input(self, model: str, dataset: str) -> ReportInput:
         per_task = self.summaries[(model, dataset)]

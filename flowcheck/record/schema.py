@@ -113,6 +113,7 @@ class RunResults(_Strict):
     temporal_tasks: dict[str, list[StrictStr]] = {}
     findings: dict[str, StrictStr] = {}
     claim_specs: dict[str, ClaimSpecEntry] = {}
+    analysis_titles: dict[str, StrictStr] = {}
 
 
 def validate(data: dict) -> RunResults:

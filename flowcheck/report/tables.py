@@ -130,7 +130,7 @@ def claims_matrix(
     return f"{table}\n\n{LEGEND}"
 
 
-_PAIR = re.compile(r"\b([A-Za-z_]\w*)=[^\s,;()]+")
+_PAIR = re.compile(r"\b([A-Za-z_]\w*)=(?:\{[^{}]*\}|[^\s,;(){}]+)")  # key=value or key={...} (a dict value)
 
 
 def xfail_note(reason: str, measured: Mapping[str, Any], thresholds: Mapping[str, Any]) -> str:
@@ -152,8 +152,14 @@ def xfail_note(reason: str, measured: Mapping[str, Any], thresholds: Mapping[str
     return text.strip(" ,;:")
 
 
+def _value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    return _short(value)
+
+
 def _values(values: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={_short(v)}" for k, v in values.items() if not isinstance(v, dict))
+    return ", ".join(f"{k}={_value(v)}" for k, v in values.items())
 
 
 def _note(entry: Any) -> str:

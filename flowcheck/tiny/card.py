@@ -120,7 +120,7 @@ def card_text(name: str, stage: str, log: dict, metrics: dict, config: dict) -> 
         "where it occurs; accuracy with cross-frame attention blocked in the first half of the layers.",
         "",
         "| task | cross-frame | Video -/-> Question | Question -/-> Last | Video -/-> Last | Last -/-> Last | "
-        "accuracy: full -> cross-frame blocked in [0, L/2) |",
+        "accuracy: full -> cross-frame blocked in layers 1 to L/2 |",
         "|---|---|---|---|---|---|---|",
     ]
     for task, curves in sorted(metrics["curves"].items()):
