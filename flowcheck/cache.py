@@ -19,9 +19,19 @@ from typing import Any
 from flowcheck.version import __version__
 
 
+def _not_json(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(
+        f"a result description holds {type(value).__name__} {value!r:.80}, which is not JSON: a cache key must be "
+        "built from JSON values (str, number, bool, None, list, dict) so that equal keys mean equal parameters"
+    )
+
+
 def cache_key(description: dict[str, Any]) -> str:
-    """The content key of a result description (order-independent)."""
-    payload = json.dumps({**description, "flowcheck": __version__}, sort_keys=True, default=str)
+    """The content key of a result description (order-independent). Raises TypeError on a value that is not JSON
+    (its text form could make two different descriptions share a key: numpy abbreviates long arrays)."""
+    payload = json.dumps({**description, "flowcheck": __version__}, sort_keys=True, default=_not_json)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

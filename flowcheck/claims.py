@@ -102,7 +102,8 @@ MODEL_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (a NaN threshold would make every comparison fail, an infinite one every pass)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_registry(extra: list[Path] | None = None) -> Registry:
@@ -205,6 +206,12 @@ def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) ->
                             raise RegistryError(
                                 f"{source}: unknown threshold(s) {sorted(bad)} for {claim}; known: {sorted(known)}"
                             )
+                        fractions = {k: v for k, v in overrides.items() if k.endswith("_fraction") and not 0 <= v <= 1}
+                        if fractions:
+                            raise RegistryError(
+                                f'{source}: [models."{model}".thresholds.{claim}] {fractions}: a fraction of the '
+                                "depth lies between 0 and 1"
+                            )
                         for key in set(overrides) & set(registry.evidence):
                             _evidence({key: overrides[key]}, registry.evidence, f'{source}: [models."{model}"]')
                         target.setdefault("thresholds", {}).setdefault(claim, {}).update(overrides)
@@ -220,6 +227,10 @@ def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) ->
                 what, valid = MODEL_KEYS[key]
                 if not valid(value):
                     raise RegistryError(f'{source}: [models."{model}"] {key} must be {what}, got {value!r}')
+                if key == "image_model" and value == model:
+                    raise RegistryError(
+                        f'{source}: [models."{model}"] image_model is the model itself; name its paired image model'
+                    )
                 target[key] = value
             else:
                 raise RegistryError(

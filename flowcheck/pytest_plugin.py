@@ -23,6 +23,9 @@ from flowcheck.options import OPTIONS, OptionError
 CLAIM_MARK = "flowcheck_claim"
 PROPERTY = "flowcheck"
 CASE_PROPERTY = "flowcheck-case"
+# pytest prints an expected failure's reason in its summary: it is the registry's text (values measured when it was
+# registered), not this run's measurement (which is in the failure message and the report)
+REGISTERED = "registered expected failure (the registry's reason, not this run's values): "
 
 
 class ClaimNotHeld(pytest.fail.Exception):
@@ -190,7 +193,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         reason = session.registry.xfail_reason(claim, case.model, case.task)
         if reason:
             # Only a claim that measurably does not hold is expected; any other exception stays an error.
-            marks.append(pytest.mark.xfail(reason=reason, strict=True, raises=ClaimNotHeld))
+            # pytest shows this text in its own summary: say that it is the registry's (values at registration),
+            # not this run's measurement (which is in the failure message and the report)
+            marks.append(pytest.mark.xfail(reason=REGISTERED + reason, strict=True, raises=ClaimNotHeld))
         params.append(pytest.param(case, id=case.test_id(several), marks=marks))
     metafunc.parametrize("flow_case", params)
 
@@ -376,7 +381,7 @@ class FlowReporter:
             entry["outcome"] = claim_outcome(report, entry)
             if entry["outcome"] == "error":
                 entry["message"] = _crash_line(report)
-            entry["xfail_reason"] = getattr(report, "wasxfail", "") or ""
+            entry["xfail_reason"] = (getattr(report, "wasxfail", "") or "").removeprefix(REGISTERED)
         elif report.when == "teardown" and report.failed:
             entry["outcome"], entry["message"] = "error", _crash_line(report)
 

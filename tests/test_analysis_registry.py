@@ -82,3 +82,33 @@ def test_the_registry_orders_the_paper_analyses_first_and_refuses_duplicates():
     finally:
         unregister("zz_late_toy")
     assert "zz_late_toy" not in analyses()
+
+
+def test_a_same_named_class_from_another_module_cannot_replace_a_builtin_and_names_are_safe():
+    from flowcheck.analyses.sweep import KnockoutSweep
+
+    analyses()
+    impostor = type("KnockoutSweep", (KnockoutSweep,), {"__module__": "someone_elses_plugin"})
+    with pytest.raises(ValueError, match="registered twice"):
+        register(impostor)
+    assert analyses()["sweep"] is KnockoutSweep
+    escaping = type("Escaping", (Analysis,), {"name": "../../escaped"})
+    with pytest.raises(ValueError, match="lower-case letters"):
+        register(escaping)
+
+
+def test_fresh_and_cached_results_are_the_same_json_and_a_non_json_key_is_refused():
+    import numpy as np
+
+    from flowcheck.analyses.runner import as_json
+    from flowcheck.cache import cache_key
+
+    assert as_json("toy", {"pair": (1, 2), "map": {0: 0.25}}) == {"pair": [1, 2], "map": {"0": 0.25}}
+    with pytest.raises(TypeError, match="'toy': compute\\(\\) must return a JSON object"):
+        as_json("toy", None)
+    with pytest.raises(TypeError, match="not JSON"):
+        as_json("toy", {"x": np.float32(1.0)})
+    # numpy abbreviates long arrays in str(): two different arrays used to give one key
+    with pytest.raises(TypeError, match="not JSON"):
+        cache_key({"weights": np.zeros(5000)})
+    assert cache_key({"a": [1, 2]}) != cache_key({"a": [1, 3]})

@@ -82,3 +82,21 @@ def test_a_per_model_min_samples_must_be_a_positive_integer(tmp_path, value):
     path.write_text(f'[models."m".thresholds.cross_frame_early]\nmin_samples = {str(value).lower()}\n')
     with pytest.raises(RegistryError, match="min_samples must be a positive integer"):
         load_registry([path])
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('[models."m".thresholds.cross_frame_early]\nmin_change_pct = nan\n', "numbers"),
+        ('[models."m".thresholds.cross_frame_early]\nmin_change_pct = inf\n', "numbers"),
+        ('[models."m".thresholds.cross_frame_early]\nwithin_fraction = 5.0\n', "between 0 and 1"),
+        ('[models."m"]\nimage_model = "m"\n', "the model itself"),
+    ],
+)
+def test_thresholds_that_would_decide_every_verdict_are_refused(tmp_path, entry, message):
+    """A NaN threshold fails every comparison, an infinite one passes it, a depth fraction of 5 reaches past the
+    last layer, and a model paired with itself compares nothing: each was accepted."""
+    path = tmp_path / "r.toml"
+    path.write_text(entry)
+    with pytest.raises(RegistryError, match=message):
+        load_registry([path])

@@ -78,7 +78,7 @@ def test_a_malformed_value_is_refused_before_anything_is_written(tmp_path: Path,
 
 
 def test_an_old_or_foreign_results_json_gets_a_clear_error():
-    with pytest.raises(SchemaError, match=r"schema version none.*re-run"):
+    with pytest.raises(SchemaError, match=r"schema version 'none'.*re-run"):
         RunRecord.from_json({"metadata": {}, "claims": []})
 
 
@@ -157,3 +157,11 @@ def test_an_analysis_not_registered_where_the_report_is_rendered_is_shown_not_dr
     assert "## Plugin metric (analysis 'plugin_metric' not registered here)" in text
     row = next(line for line in text.splitlines() if line.startswith("| m "))
     assert "0.25" in row and "20" in row
+
+
+def test_rerendering_inside_the_run_folder_writes_there(tmp_path: Path, monkeypatch):
+    """`cd <run> && flowcheck report results.json` (out = ".") crashed: "PosixPath('.') has an empty name"."""
+    render(data(), tmp_path / "run")
+    monkeypatch.chdir(tmp_path / "run")
+    render(RunRecord.from_json(json.loads(Path("results.json").read_text())), Path("."))
+    assert (tmp_path / "run" / "REPORT.md").exists() and not list(tmp_path.glob(".*tmp*"))

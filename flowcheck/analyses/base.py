@@ -28,6 +28,7 @@ knows none of them by name. Registering a new analysis::
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -201,11 +202,18 @@ _loaded = False
 def register(cls: type[Analysis]) -> type[Analysis]:
     """Class decorator: make `cls` one of the analyses every run computes. Raises ValueError on a missing or
     duplicate name."""
-    if not cls.name:
-        raise ValueError(f"{cls.__qualname__} has no analysis name")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", cls.name or ""):
+        raise ValueError(
+            f"{cls.__qualname__}: analysis name {cls.name!r} must be lower-case letters, digits and _ (it names a "
+            "cache folder and a results.json key)"
+        )
     known = _REGISTRY.get(cls.name)
-    if known is not None and known is not cls and known.__qualname__ != cls.__qualname__:
-        raise ValueError(f"analysis {cls.name!r} is registered twice ({known.__module__} and {cls.__module__})")
+    same = known is not None and (known.__module__, known.__qualname__) == (cls.__module__, cls.__qualname__)
+    if known is not None and known is not cls and not same:  # `same`: the module imported again
+        raise ValueError(
+            f"analysis {cls.name!r} is registered twice ({known.__module__}.{known.__qualname__} and "
+            f"{cls.__module__}.{cls.__qualname__}); give the new one another name"
+        )
     _REGISTRY[cls.name] = cls
     return cls
 

@@ -179,8 +179,20 @@ def _one_sample(
         results.skipped.append(Skipped(sample.id, str(sample.video), f"video not readable: {err}"))
         return
     desc = {**identity, "sample": fingerprint}
-    keys = {a.name: cache_key({**desc, **parameters[a.name]}) for a in analyses}
+    keys = {}
+    for a in analyses:
+        try:
+            keys[a.name] = cache_key({**desc, **parameters[a.name]})
+        except TypeError as err:
+            raise TypeError(f"analysis {a.name!r}: parameters(): {err}") from None
     stored = {a.name: cache.get(a.name, keys[a.name]) for a in analyses}
+    loaded: dict[str, Any] = {}
+    for a in analyses:
+        if stored[a.name] is not None:
+            try:
+                loaded[a.name] = a.load(stored[a.name])
+            except (KeyError, TypeError, ValueError, AttributeError):  # an entry of the wrong shape: recomputed
+                stored[a.name] = None
     if all(v is not None for v in stored.values()):
         results.cached += 1
     elif not compute:
@@ -196,12 +208,24 @@ def _one_sample(
             return
         for analysis in analyses:
             if stored[analysis.name] is None:
-                stored[analysis.name] = analysis.compute(adapter.decoder, encoded, sample)
-                cache.put(analysis.name, keys[analysis.name], stored[analysis.name])
+                value = as_json(analysis.name, analysis.compute(adapter.decoder, encoded, sample))
+                cache.put(analysis.name, keys[analysis.name], value)
+                stored[analysis.name], loaded[analysis.name] = value, analysis.load(value)
         results.computed += 1
     for analysis in analyses:
-        value = analysis.load(stored[analysis.name])
+        value = loaded[analysis.name]
         results.results[analysis.name][sample.id] = value
         baseline = analysis.baseline(value)
         if baseline is not None:
             results.baselines.append(baseline)
+
+
+def as_json(name: str, value: Any) -> dict[str, Any]:
+    """`value` as it reads back from the cache (a JSON round trip), so that a fresh run and a cached run summarise
+    the same values. Raises TypeError naming the analysis when `compute()` gave no JSON object."""
+    if not isinstance(value, dict):
+        raise TypeError(f"analysis {name!r}: compute() must return a JSON object (dict), got {type(value).__name__}")
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"analysis {name!r}: compute() returned a value that is not JSON: {err}") from None

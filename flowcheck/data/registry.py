@@ -160,6 +160,8 @@ def load_dataset(
     `data_dir` is the cache for hub downloads and the generated benchmark (default: `hub.default_cache`).
     Raises DataError for an unknown dataset or a root that does not exist.
     """
+    if tasks is not None:
+        tasks = list(dict.fromkeys(tasks))  # a task named twice is one task (not twice the sample budget)
     return dataset_spec(name).load(root, tasks, max_per_task, data_dir)
 
 

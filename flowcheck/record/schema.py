@@ -123,7 +123,7 @@ def validate(data: dict) -> RunResults:
     if data.get("schema_version") != SCHEMA_VERSION:
         found = data.get("schema_version", "none")
         raise SchemaError(
-            f"results.json has schema version {found}, this flowcheck reads version {SCHEMA_VERSION}: "
+            f"results.json has schema version {found!r}, this flowcheck reads version {SCHEMA_VERSION!r}: "
             "re-run the suites with this version to write it again"
         )
     try:

@@ -29,7 +29,7 @@ def render(record: RunRecord, run_dir: Path) -> str:
     staging folder that is renamed into place, so an interrupted run leaves no half-written report.
     Returns the markdown. Raises FileExistsError when `run_dir` exists and is not empty."""
     data = record.to_json()  # validate before anything is written
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # "." (re-rendering inside the run folder) has no name to stage beside
     staging = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
