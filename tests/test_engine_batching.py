@@ -10,7 +10,7 @@ from flowcheck.edges import make_window, paper_conditions
 from flowcheck.engine import condition_knockout, prefix_attention, score
 from flowcheck.engine import fast as fast_module
 from flowcheck.engine.batching import Batch, plan_batches
-from flowcheck.engine.prefix_attention import shared_prefix_attention
+from flowcheck.engine.prefix_attention import flash_two_piece, matmul_two_piece, shared_prefix_attention
 
 LAST = ["video->last", "question->last", "last->last"]
 QUESTION = ["video->question", "question_only->true_option"]
@@ -71,20 +71,39 @@ def test_staggered_batches_equal_plain(monkeypatch, overhead):
         assert len(batches) == len({(ko.earliest_query(inputs.n), ko.first_layer) for ko in knockouts})
 
 
-def test_shared_prefix_attention_matches_sdpa_over_the_concatenated_keys():
-    gen = torch.Generator().manual_seed(0)
-    rows, heads, kv_heads, p, s, d = 3, 4, 2, 7, 2, 8
+def _two_piece_case(rows, heads, kv_heads, p, s, d, seed=0):
+    gen = torch.Generator().manual_seed(seed)
     query = torch.randn(rows, heads, s, d, generator=gen)
     prefix = torch.randn(1, kv_heads, p, d, generator=gen), torch.randn(1, kv_heads, p, d, generator=gen)
     key, value = torch.randn(rows, kv_heads, s, d, generator=gen), torch.randn(rows, kv_heads, s, d, generator=gen)
     allowed = torch.rand(rows, 1, s, p + s, generator=gen) > 0.3
     allowed[..., 0] = True  # every query reads something
-    got = shared_prefix_attention(query, prefix, key, value, allowed, 0.3)
+    allowed[0, 0, 0, :p] = False  # a query that reads only its own suffix
+    allowed[0, 0, 0, p] = True
+    if s > 1:
+        allowed[-1, 0, -1, p:] = False  # a query that reads only the prefix
     full_k = torch.cat([prefix[0].expand(rows, -1, -1, -1), key], dim=-2).repeat_interleave(heads // kv_heads, 1)
     full_v = torch.cat([prefix[1].expand(rows, -1, -1, -1), value], dim=-2).repeat_interleave(heads // kv_heads, 1)
     reference = torch.nn.functional.scaled_dot_product_attention(query, full_k, full_v, attn_mask=allowed, scale=0.3)
-    assert got.shape == (rows, s, heads, d)
-    assert torch.allclose(got, reference.transpose(1, 2), atol=1e-6)
+    return (query, prefix, key, value, allowed), reference.transpose(1, 2)
+
+
+@pytest.mark.parametrize("two_piece", [matmul_two_piece, flash_two_piece, shared_prefix_attention])
+@pytest.mark.parametrize("shape", [(3, 4, 2, 7, 2, 8), (5, 8, 8, 300, 61, 32), (4, 6, 2, 50, 1, 16)])
+def test_shared_prefix_attention_matches_sdpa_over_the_concatenated_keys(two_piece, shape):
+    args, reference = _two_piece_case(*shape)
+    got = two_piece(*args, 0.3)
+    assert got.shape == reference.shape
+    assert torch.allclose(got, reference, atol=2e-6)
+
+
+def test_flash_two_piece_in_bfloat16_is_within_bfloat16_rounding():
+    args, reference = _two_piece_case(5, 8, 4, 300, 61, 32)
+    query, prefix, key, value, allowed = args
+    bf = [t.to(torch.bfloat16) for t in (query, key, value)]
+    got = flash_two_piece(bf[0], tuple(t.to(torch.bfloat16) for t in prefix), bf[1], bf[2], allowed, 0.3)
+    assert got.dtype == torch.bfloat16
+    assert (got.float() - reference).abs().max() < 3e-2  # bfloat16 keeps 8 bits of mantissa
 
 
 def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):

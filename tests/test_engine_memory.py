@@ -68,6 +68,9 @@ def test_seven_b_sweep_fits_an_80_gb_device(monkeypatch, n):
     assert rows_for_budget(memory, 1, True, budget) >= 6 * 32
     # question-level suffixes (question, options, answer prompt: about 100 positions) batch widely
     assert not _shared(n, n - 100, memory.head_dim)
+    # with the fused two-piece kernels (CPU) they share the prefix too, and only the additive masks scale with rows
+    assert _shared(n, n - 100, memory.head_dim, flash=True) and not _shared(n, 100, memory.head_dim, flash=True)
+    assert memory.per_row(100, True, flash=True) < memory.per_row(100, False) / 4
     assert rows_for_budget(memory, 100, False, budget) >= 32
     for q in (1, 100, n // 2, n - 1):
         shared = _shared(n, n - q, memory.head_dim)

@@ -106,12 +106,14 @@ class MemoryModel:
         kv = 2 * self.kv_heads * self.head_dim * self.n * self.width
         return self.layers * (kv + self.n * self.hidden * self.width)
 
-    def per_row(self, q: int, shared: bool) -> int:
+    def per_row(self, q: int, shared: bool, flash: bool = False) -> int:
         """One row recomputing q positions: scores (float32, x3 for scores, probabilities and the mask; x4 in the
-        shared-prefix path, which also copies the prefix part of the probabilities), its own copy of the keys and
-        values unless the prefix is shared, one layer's activations, and its blocked mask (held once, plus the
-        layer's stacked copy)."""
-        scores = (4 if shared else 3) * self.heads * q * self.n * 4
+        shared-prefix path, which also copies the prefix part of the probabilities; with the fused two-piece
+        kernels (`flash`) no scores, only the additive float32 masks of the two pieces, x2), its own copy of the
+        keys and values unless the prefix is shared, one layer's activations, and its blocked mask (held once,
+        plus the layer's stacked copy)."""
+        fused = shared and flash
+        scores = 2 * q * self.n * 4 if fused else (4 if shared else 3) * self.heads * q * self.n * 4
         keys = 2 * self.kv_heads * self.head_dim * (q if shared else self.n) * self.width
         activations = q * (4 * self.hidden + 2 * self.intermediate) * self.width
         masks = 3 * q * self.n
@@ -135,6 +137,6 @@ def default_budget_bytes(model: MemoryModel, device: torch.device, floor_mb: flo
     return max(float(model.full_forward()), floor_mb * 2**20)
 
 
-def rows_for_budget(model: MemoryModel, q: int, shared: bool, budget_bytes: float) -> int:
+def rows_for_budget(model: MemoryModel, q: int, shared: bool, budget_bytes: float, flash: bool = False) -> int:
     """How many rows of q recomputed positions fit `budget_bytes` (at least 1)."""
-    return max(1, int(budget_bytes // model.per_row(q, shared)))
+    return max(1, int(budget_bytes // model.per_row(q, shared, flash)))

@@ -188,15 +188,19 @@ def _row_masks(group: Sequence[Knockout], n: int, p: int, device) -> dict[int, L
     return {layer: stack(layer) for layer in sorted({layer for ko in group for layer in ko.plan})}
 
 
-def _shared(n: int, p: int, head_dim: int) -> bool:
-    """Attend to the prefix once for all rows when the suffix is very short (then per-row copies dominate).
+def _shared(n: int, p: int, head_dim: int, flash: bool = False) -> bool:
+    """Attend to the prefix once for all rows (shared-prefix mode) instead of a copy per row?
 
-    A row's copy of the prefix costs 2 x head_dim elements per key and head; the two-piece attention costs
-    several passes over its float32 scores, q per key and head, where sdpa's fused kernel needs none: it pays
-    off only for q <= head_dim / 4 (measured on CPU: with q = 44..65 and head_dim 32 it was slower than
-    copying), and only while the prefix is most of the keys.
+    With the fused two-piece kernels (`prefix_attention.flash_available`: CPU) no score matrix is materialised,
+    so sharing pays off whenever the prefix is at least as long as the suffix (the copies it saves are larger
+    than the suffix keys). Otherwise a row's copy of the prefix costs 2 x head_dim elements per key and head
+    and the two-piece attention several passes over its float32 scores, q per key and head, where sdpa's fused
+    kernel needs none: it pays off only for q <= head_dim / 4 (measured on CPU: with q = 44..65 and head_dim 32
+    it was slower than copying), and only while the prefix is most of the keys.
     """
     q = n - p
+    if flash:
+        return q <= p
     return 4 * q <= head_dim and 4 * q <= p
 
 
@@ -259,6 +263,7 @@ class FastScorer:
                 continue
             items.append((index, p, ko.first_layer))
         memory = MemoryModel.of(decoder.config, n, decoder.dtype)
+        flash = prefix_attention.flash_available(device, decoder.dtype)
         if batch_size:
             max_rows = lambda p: batch_size  # noqa: E731
         else:
@@ -267,7 +272,9 @@ class FastScorer:
                 if memory_budget_mb is not None
                 else default_budget_bytes(memory, device, MIN_DEFAULT_BUDGET_MB)
             )
-            max_rows = lambda p: rows_for_budget(memory, n - p, _shared(n, p, memory.head_dim), budget)  # noqa: E731
+
+            def max_rows(p: int) -> int:
+                return rows_for_budget(memory, n - p, _shared(n, p, memory.head_dim, flash), budget, flash)
 
         cap = [len(knockouts)]  # rows per forward known to fit after an out-of-memory error
 
@@ -281,7 +288,8 @@ class FastScorer:
             a = min(ko.first_layer for ko in group)
             try:
                 with knockout_plan(decoder, _row_masks(group, n, p, device)):
-                    logits = _suffix_logits(decoder, base, inputs, p, a, len(group), _shared(n, p, memory.head_dim))
+                    shared = _shared(n, p, memory.head_dim, flash)
+                    logits = _suffix_logits(decoder, base, inputs, p, a, len(group), shared)
             except torch.OutOfMemoryError as err:
                 if len(chunk) == 1:
                     raise RuntimeError(

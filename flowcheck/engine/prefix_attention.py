@@ -7,7 +7,10 @@ more than the attention itself. In shared-prefix mode the cache hands the prefix
 function instead (`SharedPrefix`), which scores the queries of all rows against it in one matmul
 (rows folded into the query dimension) and against each row's own suffix keys, then normalises both
 parts with one softmax over the concatenated scores: the same arithmetic as sdpa's reference (math)
-path, computed in two pieces.
+path, computed in two pieces (`matmul_two_piece`). On CPU (float32 and bfloat16) each piece runs through
+torch's fused flash-attention kernel instead, which returns the log-sum-exp of its scores, and the two
+normalised pieces are merged by their log-sum-exps (`flash_two_piece`): no score matrix is materialised,
+so it pays off for suffixes of any length.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import torch
+
+FLASH_DTYPES = (torch.float32, torch.bfloat16)
 
 
 class SharedPrefix:
@@ -95,8 +100,23 @@ def shared_prefix_attention(
     query [R, H, s, d]; prefix keys and values [1, Hkv, p, d]; key and value (the suffix's own) [R, Hkv, s, d];
     allowed [R or 1, 1, s, p + s] boolean (True = the query may read the key). Heads are grouped as in
     transformers' `repeat_kv` (query head h reads key head h // (H / Hkv)). Scores are computed in the input
-    dtype and normalised in float32 (as transformers' eager attention does).
+    dtype and normalised in float32 (as transformers' eager attention does) by `matmul_two_piece`, or, where
+    `flash_available`, by `flash_two_piece`.
     """
+    two_piece = flash_two_piece if flash_available(query.device, query.dtype) else matmul_two_piece
+    return two_piece(query, prefix, key, value, allowed, scaling)
+
+
+def matmul_two_piece(
+    query: torch.Tensor,
+    prefix: tuple[torch.Tensor, torch.Tensor],
+    key: torch.Tensor,
+    value: torch.Tensor,
+    allowed: torch.Tensor,
+    scaling: float | None,
+) -> torch.Tensor:
+    """`shared_prefix_attention` with explicit scores (any device): one matmul of all rows' queries over the
+    prefix, one per row over its own suffix, one float32 softmax over both. Shapes as `shared_prefix_attention`."""
     rows, heads, s, d = query.shape
     prefix_keys, prefix_values = prefix
     kv_heads, p = prefix_keys.shape[1], prefix_keys.shape[-2]
@@ -113,3 +133,58 @@ def shared_prefix_attention(
     out = torch.matmul(from_prefix, prefix_values[0]).view(kv_heads, rows, group, s, d).permute(1, 0, 2, 3, 4)
     out = out + torch.matmul(probs[..., p:], value.unsqueeze(2))
     return out.reshape(rows, heads, s, d).transpose(1, 2).contiguous()
+
+
+def flash_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """Is torch's CPU flash-attention kernel with log-sum-exp output usable here (CPU, float32 or bfloat16)?"""
+    return device.type == "cpu" and dtype in FLASH_DTYPES
+
+
+def _flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor, scale: float):
+    """Fused attention of one piece: output [B, H, L, d] and log-sum-exp [B, H, L] of the allowed scores, with
+    -inf (and a zero output) for query rows that may read no key of this piece."""
+    additive = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, 0.0, False, attn_mask=additive, scale=scale
+    )
+    # the kernel reports 0 for a fully blocked row: its weight in the merge must be exp(-inf) = 0
+    lse = lse.masked_fill(~allowed.any(-1), float("-inf"))
+    return out, lse
+
+
+def flash_two_piece(
+    query: torch.Tensor,
+    prefix: tuple[torch.Tensor, torch.Tensor],
+    key: torch.Tensor,
+    value: torch.Tensor,
+    allowed: torch.Tensor,
+    scaling: float | None,
+) -> torch.Tensor:
+    """`shared_prefix_attention` through two fused flash-attention calls (CPU): the queries of all rows, folded
+    into one sequence per key head, over the shared prefix; each row's queries over its own suffix keys. With
+    out_i and lse_i each piece's normalised output and log-sum-exp, the full-row softmax is
+    (exp(lse_1) out_1 + exp(lse_2) out_2) / (exp(lse_1) + exp(lse_2)), evaluated relative to the larger lse.
+    Shapes as `shared_prefix_attention`; a query row that may read no key at all gets a zero output (where
+    sdpa would give NaN).
+    """
+    rows, heads, s, d = query.shape
+    prefix_keys, prefix_values = prefix
+    kv_heads, p = prefix_keys.shape[1], prefix_keys.shape[-2]
+    group = heads // kv_heads
+    scale = scaling if scaling is not None else d**-0.5
+    allowed = allowed.expand(rows, 1, s, p + s)
+    # rows and grouped heads folded into the query dimension, in (row, group, position) order
+    folded = query.reshape(rows, kv_heads, group * s, d).transpose(0, 1).reshape(1, kv_heads, rows * group * s, d)
+    prefix_allowed = allowed[..., :p].expand(rows, group, s, p).reshape(1, 1, rows * group * s, p)
+    out_prefix, lse_prefix = _flash(folded, prefix_keys, prefix_values, prefix_allowed, scale)
+    out_prefix = out_prefix.view(kv_heads, rows, group * s, d).transpose(0, 1)
+    lse_prefix = lse_prefix.view(kv_heads, rows, group * s).transpose(0, 1)
+    own_allowed = allowed[..., p:].expand(rows, group, s, s).reshape(rows, 1, group * s, s)
+    out_own, lse_own = _flash(query.reshape(rows, kv_heads, group * s, d), key, value, own_allowed, scale)
+    lse_prefix, lse_own = lse_prefix.float(), lse_own.float()
+    top = torch.maximum(lse_prefix, lse_own)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    w_prefix, w_own = torch.exp(lse_prefix - top).unsqueeze(-1), torch.exp(lse_own - top).unsqueeze(-1)
+    total = (w_prefix + w_own).clamp_min(torch.finfo(w_own.dtype).tiny)
+    out = (out_prefix.float() * w_prefix + out_own.float() * w_own) / total  # [R, Hkv, g * s, d]
+    return out.to(query.dtype).reshape(rows, heads, s, d).transpose(1, 2).contiguous()
