@@ -143,7 +143,8 @@ def flash_available(device: torch.device, dtype: torch.dtype) -> bool:
 def _flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor, scale: float):
     """Fused attention of one piece: output [B, H, L, d] and log-sum-exp [B, H, L] of the allowed scores, with
     -inf (and a zero output) for query rows that may read no key of this piece."""
-    additive = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+    zero = torch.zeros((), dtype=q.dtype, device=q.device)
+    additive = torch.where(allowed, zero, zero - float("inf"))
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         q, k, v, 0.0, False, attn_mask=additive, scale=scale
     )
