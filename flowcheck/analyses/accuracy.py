@@ -178,9 +178,9 @@ class AccuracyAnalysis(Analysis):
             "Table 2 — accuracy drop with cross-frame attention blocked in the first half of the layers (1 to L/2)",
             ["model", "dataset", *tasks],
             rows,
-            "Points of first-token accuracy over all samples"
-            + "".join(f"; {resampling_text(r)} of the drop in square brackets" for r in sorted(resampled))
-            + " (relative % in round brackets); the paper's values in braces (it does not say whether they are "
+            "Drop in points of first-token accuracy over all samples"
+            + "".join(f"; [square brackets]: the drop's {resampling_text(r)}" for r in sorted(resampled))
+            + "; (round brackets): relative %; {braces}: the paper's values (it does not say whether they are "
             "points or relative %).",
         )
         return Contribution(tables=[table])
