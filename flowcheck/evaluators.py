@@ -22,6 +22,7 @@ from flowcheck.claims import (
     require_samples,
     user_layer,
 )
+from flowcheck.stats import sign_test_greater
 
 
 def _bound(fraction: float, num_layers: int) -> int:
@@ -111,20 +112,12 @@ def _accuracy_drop(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     )
 
 
-def sign_test_p(wins: int, losses: int) -> float:
-    """One-sided exact sign test: P(X >= wins) for X ~ Binomial(wins + losses, 1/2)."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
-
-
 def paired_drop_test(video: Mapping[str, int], image: Mapping[str, int]) -> tuple[int, int, float]:
     """Per shared sample, did the video model lose more than the image model? (wins, losses, one-sided p)."""
     shared = sorted(set(video) & set(image))
     wins = sum(video[k] < image[k] for k in shared)
     losses = sum(video[k] > image[k] for k in shared)
-    return wins, losses, sign_test_p(wins, losses)
+    return wins, losses, sign_test_greater(wins, losses)
 
 
 @evaluator("cross_frame_video_vs_image", default=True)

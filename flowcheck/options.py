@@ -261,6 +261,25 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="MODEL",
     ),
     OptionSpec("no_report", "--flow-no-report", "do not write reports/<run>/", _bool, False, switch=True),
+    # issue 19 (statistics): how bootstrap intervals resample; which metric knockout curves and gates show
+    OptionSpec(
+        "ci_resampling",
+        "--flow-ci-resampling",
+        "bootstrap intervals resample whole videos (video, default: TVBench and TOMATO ask several questions about "
+        "one video) or every question on its own (sample, the paper's seaborn interval)",
+        _choice("video", "sample"),
+        "video",
+        metavar="video|sample",
+    ),
+    OptionSpec(
+        "curve_metric",
+        "--flow-curve-metric",
+        "what knockout curves, figures and gates show: relative_change (the paper's, in %) or margin (change of "
+        "log p(true) - max log p(false), in nats); the claims always read relative change",
+        _choice("relative_change", "margin"),
+        "relative_change",
+        metavar="METRIC",
+    ),
 )
 
 # Each option by name, for commands that accept some of the same options (e.g. `flowcheck verify`).

@@ -258,7 +258,11 @@ class FlowSession:
         if case not in self._summaries:
             results = self.results(case.model, case.dataset, compute)
             self._summaries[case] = summarise(
-                results, None if case.task == "all" else case.task, seed=self.options.seed
+                results,
+                None if case.task == "all" else case.task,
+                seed=self.options.seed,
+                resampling=self.options.ci_resampling,
+                curve_metric=self.options.curve_metric,
             )
         return self._summaries[case]
 

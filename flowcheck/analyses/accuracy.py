@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register
+from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register, resampling_text
 from flowcheck.analyses.records import Baseline, KnockoutRecord
 from flowcheck.analyses.specs import Contribution, Table
 from flowcheck.edges import Condition, Window, parse_layer_range, resolve_conditions
@@ -19,6 +19,9 @@ class AccuracyUnderKnockout:
     `knocked` counts every sample whose knocked-out argmax is its true letter; `knocked_authors`
     keeps baseline-wrong samples wrong, as the authors' script does (official-protocol.md 5.4).
     The paper's Table 2 does not say whether its drops are points or relative %; both are here.
+    `base_ci`, `knocked_ci`, `drop_ci`: 95% bootstrap intervals `[low, high]` in points of the base and knocked
+    accuracy and of the paired drop (knocked - base per sample), resampled as `resampling` says ("video" or
+    "sample"; empty in records written before intervals were added).
     """
 
     condition: str
@@ -28,6 +31,10 @@ class AccuracyUnderKnockout:
     knocked: float
     knocked_authors: float
     correctness_change: dict[str, int] = field(default_factory=dict)  # sample id -> knocked - base (-1, 0, 1)
+    base_ci: list[float] = field(default_factory=list)
+    knocked_ci: list[float] = field(default_factory=list)
+    drop_ci: list[float] = field(default_factory=list)
+    resampling: str = ""
 
     @property
     def drop_points(self) -> float:
@@ -70,6 +77,20 @@ def accuracy_under_knockout(
     return AccuracyUnderKnockout(
         condition, wanted, n, 100 * base_hits / n, 100 * knocked / n, 100 * knocked_authors / n, change
     )
+
+
+def with_intervals(summary: AccuracyUnderKnockout, view: TaskView) -> AccuracyUnderKnockout:
+    """`summary` with the bootstrap intervals of its base and knocked accuracy and of the paired drop, over the
+    view's samples (`TaskView.interval`: videos or samples resampled, seeded)."""
+    ids = [b.sample_id for b in view.baselines]
+    base = [100.0 * b.correct for b in view.baselines]
+    drop = [100.0 * summary.correctness_change[i] for i in ids]
+    knocked = [b + d for b, d in zip(base, drop, strict=True)]
+    summary.base_ci = list(view.interval(base, ids))
+    summary.knocked_ci = list(view.interval(knocked, ids))
+    summary.drop_ci = list(view.interval(drop, ids))
+    summary.resampling = view.resampling
+    return summary
 
 
 # The paper's Table 2 (accuracy drop with cross-frame attention blocked in the first half), LLaVA-NeXT-7B-Video-FT.
@@ -123,7 +144,8 @@ class AccuracyAnalysis(Analysis):
         ]
         if len(records) != len(view.baselines):
             return None
-        return accuracy_under_knockout(view.baselines, records, condition, records[0].layers)
+        summary = accuracy_under_knockout(view.baselines, records, condition, records[0].layers)
+        return with_intervals(summary, view)
 
     @classmethod
     def gate_numbers(cls, summary: AccuracyUnderKnockout, task: str) -> dict[str, dict[str, float]]:
@@ -134,7 +156,7 @@ class AccuracyAnalysis(Analysis):
         tasks = sorted({t for run in runs for t in run.tasks() if run.get(t, cls.name) is not None})
         if not tasks:
             return Contribution()
-        rows = []
+        rows, resampled = [], set()
         for run in runs:
             row = [run.model, run.dataset]
             paper = PAPER_TABLE2.get(run.paper_model, {})
@@ -142,17 +164,23 @@ class AccuracyAnalysis(Analysis):
                 a = run.get(task, cls.name)
                 if a is None:
                     row.append("")
-                elif a.base <= 0:
+                    continue
+                if a.drop_ci:
+                    resampled.add(a.resampling)
+                if a.base <= 0:
                     row.append(f"n/a (0 of {a.n} correct)")
                 else:
-                    cell = f"{a.drop_points:+.1f} ({a.drop_relative:+.0f}%)"
+                    ci = f" [{a.drop_ci[0]:+.1f}, {a.drop_ci[1]:+.1f}]" if a.drop_ci else ""
+                    cell = f"{a.drop_points:+.1f}{ci} ({a.drop_relative:+.0f}%)"
                     row.append(cell + (f" {{paper {paper[task]:+.1f}}}" if task in paper else ""))
             rows.append(row)
         table = Table(
             "Table 2 — accuracy drop with cross-frame attention blocked in the first half of the layers (1 to L/2)",
             ["model", "dataset", *tasks],
             rows,
-            "Points of first-token accuracy over all samples (relative % in brackets); the paper's values in braces "
-            "(it does not say whether they are points or relative %).",
+            "Drop in points of first-token accuracy over all samples"
+            + "".join(f"; [square brackets]: the drop's {resampling_text(r)}" for r in sorted(resampled))
+            + "; (round brackets): relative %; {braces}: the paper's values (it does not say whether they are "
+            "points or relative %).",
         )
         return Contribution(tables=[table])

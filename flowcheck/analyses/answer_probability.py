@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from flowcheck.analyses.base import Analysis, ReportInput, TaskView, register
+from flowcheck.analyses.base import Analysis, ReportInput, TaskView, register, resampling_text
 from flowcheck.analyses.hidden import hidden_states, layer_outputs
 from flowcheck.analyses.specs import SET1, TRUE_OPTION_COLOUR, Contribution, Figure, Panel, Series
 from flowcheck.engine import Decoder
 from flowcheck.models.base import EncodedSample
+from flowcheck.stats import bootstrap_ci
 
 
 @torch.inference_mode()
@@ -33,7 +34,11 @@ def answer_probability(decoder: Decoder, encoded: EncodedSample, final_norm: boo
 
 @dataclass
 class ProbabilityCurves:
-    """Mean (over samples) probability in % per layer of the true option and of the best false option."""
+    """Mean (over samples) probability in % per layer of the true option and of the best false option.
+
+    `true_lo`/`true_hi` and `false_max_lo`/`false_max_hi` `[L]`: 95% bootstrap intervals (%) of `true_mean` and
+    `false_max_mean`, resampled as `resampling` says ("video" or "sample"; empty in records written before
+    intervals were added)."""
 
     layers: list[int]
     true_mean: list[float]
@@ -41,13 +46,26 @@ class ProbabilityCurves:
     false_max_mean: list[float]
     true_beats_all_false: list[float]  # share of samples whose true option beats every false one
     n: int
+    true_lo: list[float] = field(default_factory=list)
+    true_hi: list[float] = field(default_factory=list)
+    false_max_lo: list[float] = field(default_factory=list)
+    false_max_hi: list[float] = field(default_factory=list)
+    resampling: str = ""
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
 
 
-def probability_curves(per_sample: Sequence[tuple[list[list[float]], int]]) -> ProbabilityCurves:
-    """Aggregate (probabilities [L][options], true index) pairs."""
+def probability_curves(
+    per_sample: Sequence[tuple[list[list[float]], int]],
+    *,
+    clusters: Sequence[str] | None = None,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> ProbabilityCurves:
+    """Aggregate (probabilities [L][options], true index) pairs, with per-layer bootstrap intervals
+    (`flowcheck.stats.bootstrap_ci`; `clusters` `[n]`: each pair's video, None: samples resampled). Raises
+    ValueError for no samples or cluster labels of the wrong length."""
     if not per_sample:
         raise ValueError("no samples")
     true, false, false_max, beats = [], [], [], []
@@ -59,6 +77,9 @@ def probability_curves(per_sample: Sequence[tuple[list[list[float]], int]]) -> P
         false_max.append(others.max(axis=1))
         beats.append(p[:, t] > others.max(axis=1))
     layers = list(range(len(true[0])))
+    rng = np.random.default_rng(seed)
+    true_ci = [bootstrap_ci(column, clusters=clusters, seed=rng, n_boot=n_boot) for column in np.transpose(true)]
+    false_ci = [bootstrap_ci(column, clusters=clusters, seed=rng, n_boot=n_boot) for column in np.transpose(false_max)]
     return ProbabilityCurves(
         layers,
         list(np.mean(true, axis=0)),
@@ -66,6 +87,11 @@ def probability_curves(per_sample: Sequence[tuple[list[list[float]], int]]) -> P
         list(np.mean(false_max, axis=0)),
         list(np.mean(beats, axis=0)),
         len(per_sample),
+        [lo for lo, _ in true_ci],
+        [hi for _, hi in true_ci],
+        [lo for lo, _ in false_ci],
+        [hi for _, hi in false_ci],
+        "sample" if clusters is None else "video",
     )
 
 
@@ -87,12 +113,13 @@ class AnswerProbability(Analysis):
     @classmethod
     def summarise(cls, view: TaskView) -> ProbabilityCurves | None:
         per = view.results.get(cls.name, {})
-        pairs = [
-            (per[b.sample_id]["probs"], b.true_index)
-            for b in view.baselines
-            if b.sample_id in view.chosen and b.sample_id in per
-        ]
-        return probability_curves(pairs) if pairs else None
+        chosen = [b for b in view.baselines if b.sample_id in view.chosen and b.sample_id in per]
+        if not chosen:
+            return None
+        pairs = [(per[b.sample_id]["probs"], b.true_index) for b in chosen]
+        videos = view.clusters()
+        clusters = None if videos is None else [videos[b.sample_id] for b in chosen]
+        return probability_curves(pairs, clusters=clusters, seed=view.seed, n_boot=view.n_boot)
 
     @classmethod
     def gate_numbers(cls, summary: ProbabilityCurves, task: str) -> dict[str, dict[str, float]]:
@@ -103,15 +130,24 @@ class AnswerProbability(Analysis):
         out = Contribution()
         for run in runs:
             whose = f"{run.model} on {run.dataset}"
-            panels = []
+            panels, resampled = [], set()
             for task in run.temporal_tasks or run.tasks():
                 a = run.get(task, cls.name)
                 if a is None:
                     continue
                 x = [layer + 1 for layer in a.layers]
+                if a.true_lo:
+                    resampled.add(a.resampling)
                 series = [
-                    Series("True option", x, a.true_mean, colour=TRUE_OPTION_COLOUR),
-                    Series("Best false option", x, a.false_max_mean, colour=SET1["blue"]),
+                    Series("True option", x, a.true_mean, a.true_lo or None, a.true_hi or None, TRUE_OPTION_COLOUR),
+                    Series(
+                        "Best false option",
+                        x,
+                        a.false_max_mean,
+                        a.false_max_lo or None,
+                        a.false_max_hi or None,
+                        SET1["blue"],
+                    ),
                     Series("False options (mean)", x, a.false_mean, colour=SET1["blue"], linestyle=":"),
                 ]
                 panels.append(Panel(task.replace("_", " ").title(), series, note=f"n={a.n}"))
@@ -122,8 +158,9 @@ class AnswerProbability(Analysis):
                 Figure(
                     cls.title,
                     f"fig9-answer-probability-{run.file_stem()}.png",
-                    "Mean probability of the true option letter vs the false ones at the last position, lm_head on "
-                    "each layer's output, correctly answered samples.",
+                    "Mean probability of the true option letter vs the false ones at the last position"
+                    + "".join(f" ({resampling_text(r)})" for r in sorted(resampled))
+                    + ", lm_head on each layer's output, correctly answered samples.",
                     whose,
                     panels,
                     suptitle=f"Fig. 9 — Answer probability by layer: {whose}",

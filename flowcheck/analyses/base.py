@@ -33,10 +33,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from flowcheck.analyses.curves import METRICS
 from flowcheck.analyses.records import Baseline
 from flowcheck.analyses.specs import Contribution
 from flowcheck.edges import Condition, Window
 from flowcheck.naming import file_stem
+from flowcheck.stats import RESAMPLING, bootstrap_ci
 
 # The paper's analyses, in the order they run (the sweep first: it gives every sample's baseline).
 BUILTIN_MODULES = (
@@ -75,7 +77,13 @@ class TaskView:
 
     `baselines`: the unblocked prediction of every sample of the task; `chosen`: ids of the samples the plan's
     selection keeps (correctly answered by default, the paper's convention); `results[name][sample_id]`: each
-    analysis's decoded per-sample result; `info[name]`: each analysis's run-level information (`Analysis.info`)."""
+    analysis's decoded per-sample result; `info[name]`: each analysis's run-level information (`Analysis.info`).
+
+    Intervals: `videos[sample_id]` is the sample's video key (its video file and clip bounds,
+    `flowcheck.analyses.runner.video_key`; filled where the view is built, never cached); `resampling` is "video"
+    (the default: the bootstrap resamples whole videos, since TVBench and TOMATO ask several questions about one
+    video) or "sample" (every question on its own, the paper's seaborn interval); `seed` and `n_boot` seed and size
+    every bootstrap. `curve_metric`: what the knockout curves show, "relative_change" (the paper's) or "margin"."""
 
     model: str
     dataset: str
@@ -88,6 +96,15 @@ class TaskView:
     selection: str = "correct"
     seed: int = 0
     n_boot: int = 1000
+    videos: Mapping[str, str] = field(default_factory=dict)
+    resampling: str = "video"
+    curve_metric: str = "relative_change"
+
+    def __post_init__(self) -> None:
+        if self.resampling not in RESAMPLING:
+            raise ValueError(f"unknown bootstrap resampling {self.resampling!r}; choose one of {', '.join(RESAMPLING)}")
+        if self.curve_metric not in METRICS:
+            raise ValueError(f"unknown curve metric {self.curve_metric!r}; choose one of {', '.join(METRICS)}")
 
     def of(self, name: str, chosen_only: bool = False) -> list[Any]:
         """Analysis `name`'s per-sample results, in baseline order (only the chosen samples if `chosen_only`)."""
@@ -97,6 +114,38 @@ class TaskView:
             for b in self.baselines
             if b.sample_id in per and (b.sample_id in self.chosen or not chosen_only)
         ]
+
+    def clusters(self) -> Mapping[str, str] | None:
+        """The bootstrap's clusters, sample id -> video key (None when resampling samples). Raises ValueError when
+        resampling videos and a sample of the view has no video key (the view was built without them)."""
+        if self.resampling == "sample":
+            return None
+        missing = [b.sample_id for b in self.baselines if b.sample_id not in self.videos]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} samples of {self.model} on {self.task} have no video key (e.g. {missing[0]}): build "
+                "the TaskView with videos= (the runner's ModelResults.videos), or resample samples "
+                "(--flow-ci-resampling sample)"
+            )
+        return self.videos
+
+    def interval(self, values: Sequence[float], sample_ids: Sequence[str]) -> tuple[float, float]:
+        """95% percentile bootstrap interval `(low, high)` of the mean of `values` `[n]` (one per sample of
+        `sample_ids` `[n]`, same unit as the values), resampling as the view says (`clusters`); seeded by the view.
+        Shared by the analyses that show an interval (accuracies, probabilities, pruning). Raises ValueError as
+        `clusters` and `flowcheck.stats.bootstrap_ci` do."""
+        clusters = self.clusters()
+        labels = None if clusters is None else [clusters[i] for i in sample_ids]
+        return bootstrap_ci(values, clusters=labels, seed=self.seed, n_boot=self.n_boot)
+
+    def resampling_text(self) -> str:
+        """How the intervals of this view resample, for captions (`resampling_text`)."""
+        return resampling_text(self.resampling)
+
+
+def resampling_text(resampling: str) -> str:
+    """The caption words of a bootstrap interval: "95% bootstrap CI, videos resampled" or "..., samples resampled"."""
+    return f"95% bootstrap CI, {'videos' if resampling == 'video' else 'samples'} resampled"
 
 
 class Analysis:

@@ -48,7 +48,8 @@ class AnalysisPlan:
 @dataclass
 class ModelResults:
     """Per-sample results of one model on one dataset: each sample's baseline and, per analysis name, its decoded
-    per-sample results by sample id; `info` and `problems` per analysis (why one could not run)."""
+    per-sample results by sample id; `info` and `problems` per analysis (why one could not run); `videos`: each
+    sample's video key (`video_key`, for video-clustered intervals; filled here, never cached)."""
 
     model: str
     fingerprint: str
@@ -61,6 +62,7 @@ class ModelResults:
     skipped: list[Skipped] = field(default_factory=list)
     computed: int = 0
     cached: int = 0
+    videos: dict[str, str] = field(default_factory=dict)
 
     def tasks(self) -> list[str]:
         return sorted({b.task for b in self.baselines})
@@ -78,6 +80,7 @@ class ModelResults:
             self.info,
             self.problems,
             [s for s in self.skipped if f"/{task}/" in s.sample_id or s.sample_id.endswith(f"/{task}")],
+            videos={k: v for k, v in self.videos.items() if k in ids},
         )
 
 
@@ -93,6 +96,15 @@ def sample_fingerprint(sample: Sample) -> str:
         for chunk in iter(lambda: fh.read(2**20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:24]
+
+
+def video_key(sample: Sample) -> str:
+    """The video a question is about: its video file and clip bounds (seconds), ``"<path>"`` or
+    ``"<path>[start, end]"``. Questions with the same key form one cluster of a video-clustered bootstrap (TVBench and
+    TOMATO ask several questions about one video)."""
+    if sample.start is None and sample.end is None:
+        return str(sample.video)
+    return f"{sample.video}[{sample.start}, {sample.end}]"
 
 
 def result_identity(model: ModelHandle) -> dict:
@@ -212,6 +224,7 @@ def _one_sample(
                 cache.put(analysis.name, keys[analysis.name], value)
                 stored[analysis.name], loaded[analysis.name] = value, analysis.load(value)
         results.computed += 1
+    results.videos[sample.id] = video_key(sample)
     for analysis in analyses:
         value = loaded[analysis.name]
         results.results[analysis.name][sample.id] = value

@@ -67,9 +67,20 @@ class TaskSummary:
 
 
 def summarise(
-    results: ModelResults, task: str | None = None, *, selection: str = "correct", seed: int = 0, n_boot: int = 1000
+    results: ModelResults,
+    task: str | None = None,
+    *,
+    selection: str = "correct",
+    seed: int = 0,
+    n_boot: int = 1000,
+    resampling: str = "video",
+    curve_metric: str = "relative_change",
 ) -> TaskSummary:
-    """Aggregate one task's results (all tasks when `task` is None) through every analysis that ran."""
+    """Aggregate one task's results (all tasks when `task` is None) through every analysis that ran.
+
+    `resampling`: "video" (default: bootstrap intervals resample whole videos, from `results.videos`) or "sample";
+    `curve_metric`: "relative_change" (the paper's) or "margin" (see `TaskView`). Raises ValueError for an unknown
+    resampling, or "video" when a sample has no video key."""
     subset = results.for_task(task) if task else results
     baselines = subset.baselines
     summary = TaskSummary(
@@ -95,6 +106,9 @@ def summarise(
         selection,
         seed,
         n_boot,
+        videos=subset.videos,
+        resampling=resampling,
+        curve_metric=curve_metric,
     )
     known = analyses()
     for name in subset.results:

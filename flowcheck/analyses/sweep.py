@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register
-from flowcheck.analyses.curves import Curve, relative_change_curves
+from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register, resampling_text
+from flowcheck.analyses.curves import Curve, knockout_curves
 from flowcheck.analyses.records import Baseline, KnockoutRecord, SampleSweep
 from flowcheck.analyses.specs import IMAGE_MODEL_COLOUR, Contribution, Figure, Panel, Series, condition_series
 from flowcheck.edges import (
@@ -79,17 +79,66 @@ def sweep_sample(
 
 @dataclass
 class Curves:
-    """The sweep's summary: one relative-change curve per condition (`Curve`; the paper's Figs. 2 and 3)."""
+    """The sweep's summary: one curve per condition (`Curve`; the paper's Figs. 2 and 3).
+
+    `curves`: relative change (%), always computed: the paper's metric, the one the claims are written in (their
+    thresholds are in %), so the claims read these whatever `metric` is. `margin`: the change of the forced-choice
+    margin (nats), computed when the run selects it (``--flow-curve-metric margin``). `metric`: which of the two the
+    figures and the gate show (`shown`)."""
 
     curves: dict[str, Curve]
+    margin: dict[str, Curve] = field(default_factory=dict)
+    metric: str = "relative_change"
+
+    def shown(self) -> dict[str, Curve]:
+        """The curves of the selected metric (what figures draw and the gate compares)."""
+        return self.margin if self.metric == "margin" else self.curves
 
     def to_dict(self) -> dict:
-        return {name: curve.to_dict() for name, curve in self.curves.items()}
+        return {
+            "metric": self.metric,
+            "curves": {name: curve.to_dict() for name, curve in self.curves.items()},
+            "margin": {name: curve.to_dict() for name, curve in self.margin.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Curves:
-        fields = Curve.__dataclass_fields__
-        return cls({name: Curve(**{k: v for k, v in c.items() if k in fields}) for name, c in data.items()})
+        """Inverse of `to_dict`; a record written before the margin metric (``{condition: curve}``) reads as its
+        relative-change curves."""
+        nested = isinstance(data.get("curves"), Mapping) and "centers" not in data["curves"]
+        if not nested:
+            return cls(_curves(data))
+        return cls(_curves(data["curves"]), _curves(data.get("margin", {})), data.get("metric", "relative_change"))
+
+
+def _curves(data: Mapping[str, Any]) -> dict[str, Curve]:
+    fields = Curve.__dataclass_fields__
+    return {name: Curve(**{k: v for k, v in c.items() if k in fields}) for name, c in data.items()}
+
+
+def curve_caption(curves: Sequence[Curve]) -> str:
+    """What a knockout figure's curves `[>= 1]` are: metric, unit, interval and how it resampled (from the curves'
+    own record), and the samples a margin curve left out."""
+    first = curves[0]
+    ci = "; ".join(sorted({resampling_text(c.resampling) for c in curves}))
+    excluded = sum(c.excluded for c in curves)
+    if first.metric == "margin":
+        text = (
+            "Mean change of the forced-choice margin log p(true) - max log p(false) over the option letters, "
+            f"knockout minus baseline, in nats ({ci})"
+        )
+        if excluded:
+            text += f"; {excluded} samples left out of a curve (an option letter's probability underflowed to 0)"
+        return text
+    return f"Mean relative change of the predicted letter's probability ({ci})"
+
+
+def curve_options(curves: Sequence[Curve], num_layers: int) -> dict[str, Any]:
+    """The drawing options of a knockout figure (the y label names the metric's unit)."""
+    options: dict[str, Any] = {"num_layers": num_layers}
+    if curves and curves[0].metric == "margin":
+        options["ylabel"] = "Change in margin (nats)"
+    return options
 
 
 FIGURE_GROUPS = (
@@ -105,6 +154,11 @@ def _x(centers: Sequence[int]) -> list[int]:
 
 def _title(task: str) -> str:
     return task.replace("_", " ").title()
+
+
+def _note(curve: Curve) -> str:
+    """A panel's sample count: ``n=12`` or, when videos were counted, ``n=12, 6 videos``."""
+    return f"n={curve.n}, {curve.videos} videos" if curve.videos else f"n={curve.n}"
 
 
 @register
@@ -146,10 +200,11 @@ class KnockoutSweep(Analysis):
     @classmethod
     def summarise(cls, view: TaskView) -> Curves:
         records = [r for sweep in view.of(cls.name) for r in sweep.records]
-        curves = relative_change_curves(
-            view.baselines, records, selection=view.selection, seed=view.seed, n_boot=view.n_boot
-        )
-        return Curves(curves)
+        options = {"selection": view.selection, "clusters": view.clusters(), "seed": view.seed, "n_boot": view.n_boot}
+        curves = knockout_curves(view.baselines, records, metric="relative_change", **options)
+        if view.curve_metric == "relative_change":
+            return Curves(curves)
+        return Curves(curves, knockout_curves(view.baselines, records, metric=view.curve_metric, **options), "margin")
 
     @classmethod
     def summary_from_dict(cls, data: Mapping[str, Any]) -> Curves:
@@ -157,12 +212,17 @@ class KnockoutSweep(Analysis):
 
     @classmethod
     def gate_numbers(cls, summary: Curves, task: str) -> dict[str, dict[str, float]]:
+        """Per condition, the minimum and the window centre of the minimum (from 1) of the curves of the selected
+        metric: ``change_pct`` and ``layer`` ``<condition>/argmin`` for relative change; ``margin_nats`` and
+        ``layer`` ``<condition>/margin_argmin`` for the margin."""
         if task == "all":
             return {}
-        out: dict[str, dict[str, float]] = {"change_pct": {}, "layer": {}}
-        for condition, curve in sorted(summary.curves.items()):
-            out["change_pct"][f"{condition}/minimum"] = curve.minimum
-            out["layer"][f"{condition}/argmin"] = curve.argmin + 1
+        margin = summary.metric == "margin"
+        value_kind, argmin_name = ("margin_nats", "margin_argmin") if margin else ("change_pct", "argmin")
+        out: dict[str, dict[str, float]] = {value_kind: {}, "layer": {}}
+        for condition, curve in sorted(summary.shown().items()):
+            out[value_kind][f"{condition}/minimum"] = curve.minimum
+            out["layer"][f"{condition}/{argmin_name}"] = curve.argmin + 1
         return out
 
     @classmethod
@@ -174,18 +234,20 @@ class KnockoutSweep(Analysis):
             tasks = run.temporal_tasks or run.tasks()
             whose = f"{run.model} on {run.dataset}"
             stem = run.file_stem()
-            panels = []
+            panels, shown = [], []
             for task in tasks:
                 sweep = run.get(task, cls.name)
-                curve = sweep.curves.get("cross_frame") if sweep else None
-                panel = Panel(_title(task), note=f"n={curve.n}" if curve else "")
+                curve = sweep.shown().get("cross_frame") if sweep else None
+                panel = Panel(_title(task), note=_note(curve) if curve else "")
                 if curve:
+                    shown.append(curve)
                     panel.series.append(
                         condition_series("cross_frame", run.model, _x(curve.centers), curve.mean, curve.lo, curve.hi)
                     )
                 image = run.image.get(task, cls.name) if run.image else None
-                if image and "cross_frame" in image.curves:
-                    c = image.curves["cross_frame"]
+                if image and "cross_frame" in image.shown():
+                    c = image.shown()["cross_frame"]
+                    shown.append(c)
                     panel.series.append(
                         Series(
                             f"{run.image.model} (image model)", _x(c.centers), c.mean, c.lo, c.hi, IMAGE_MODEL_COLOUR
@@ -197,12 +259,11 @@ class KnockoutSweep(Analysis):
                     Figure(
                         "Cross-frame knockout (Fig. 2)",
                         f"fig2-cross-frame-{stem}.png",
-                        "Mean relative change of the predicted letter's probability (95% bootstrap CI), window "
-                        "centred at each layer, correctly answered samples.",
+                        f"{curve_caption(shown)}, window centred at each layer, correctly answered samples.",
                         whose,
                         panels,
                         suptitle=f"Fig. 2 — No cross-frame interactions: {whose}",
-                        options={"num_layers": run.num_layers},
+                        options=curve_options(shown, run.num_layers),
                     )
                 )
             else:
@@ -211,13 +272,14 @@ class KnockoutSweep(Analysis):
                     f"{', '.join(tasks) or 'any task'})"
                 )
             for group, title, tag in FIGURE_GROUPS:
-                panels = []
+                panels, shown = [], []
                 for task in tasks:
                     sweep = run.get(task, cls.name)
                     panel = Panel(_title(task))
                     for condition in groups.get(group, []):
-                        curve = sweep.curves.get(condition) if sweep else None
+                        curve = sweep.shown().get(condition) if sweep else None
                         if curve:
+                            shown.append(curve)
                             panel.series.append(
                                 condition_series(
                                     condition, labels[condition], _x(curve.centers), curve.mean, curve.lo, curve.hi
@@ -229,11 +291,11 @@ class KnockoutSweep(Analysis):
                         Figure(
                             title,
                             f"{tag}-{stem}.png",
-                            "Mean relative change (95% bootstrap CI) per blocked pathway.",
+                            f"{curve_caption(shown)} per blocked pathway, correctly answered samples.",
                             whose,
                             panels,
                             suptitle=f"{title}: {whose}",
-                            options={"num_layers": run.num_layers},
+                            options=curve_options(shown, run.num_layers),
                         )
                     )
         return out

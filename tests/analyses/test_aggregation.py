@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from flowcheck.analyses.accuracy import accuracy_under_knockout
 from flowcheck.analyses.answer_probability import probability_curves
-from flowcheck.analyses.curves import bootstrap_ci, relative_change_curves
+from flowcheck.analyses.curves import relative_change_curves
 from flowcheck.analyses.records import Baseline, KnockoutRecord
-from flowcheck.evaluators import paired_drop_test, sign_test_p
+from flowcheck.evaluators import paired_drop_test
+from flowcheck.stats import sign_test_greater
 
 LETTERS = [10, 11, 12, 13]
 
@@ -51,14 +51,6 @@ def test_relative_change_curve_is_the_mean_over_correct_samples():
     assert wrong.mean == pytest.approx([-100, 0]) and wrong.n == 1
 
 
-def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
-    values = np.array([1.0, 2.0, 3.0, 10.0])
-    lo, hi = bootstrap_ci(values, np.random.default_rng(5))
-    assert (lo, hi) == bootstrap_ci(values, np.random.default_rng(5))
-    assert 1.0 <= lo < values.mean() < hi <= 10.0
-    assert bootstrap_ci(np.array([2.0, 2.0]), np.random.default_rng(0)) == (2.0, 2.0)
-
-
 def test_accuracy_under_knockout_counts_all_samples_in_points_and_relative():
     baselines = [baseline("a", 0, 0), baseline("b", 1, 1), baseline("c", 2, 0), baseline("d", 3, 3)]
     # after the knockout: a wrong, b right, c right (fixed!), d wrong
@@ -84,8 +76,8 @@ def test_probability_curves_average_true_and_false_options():
 
 
 def test_paired_sign_test_on_correctness_changes():
-    assert sign_test_p(5, 0) == pytest.approx(1 / 32)
-    assert sign_test_p(0, 0) == 1.0
+    assert sign_test_greater(5, 0) == pytest.approx(1 / 32)
+    assert sign_test_greater(0, 0) == 1.0
     video = {"a": -1, "b": -1, "c": 0, "d": 0}
     image = {"a": 0, "b": 0, "c": 0, "d": -1, "e": -1}
     assert paired_drop_test(video, image) == (2, 1, pytest.approx(0.5))

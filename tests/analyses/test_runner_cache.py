@@ -6,7 +6,7 @@ import pytest
 from tiny_checkpoint import save_tiny_checkpoint
 
 import flowcheck
-from flowcheck.analyses.runner import AnalysisPlan, run_analyses
+from flowcheck.analyses.runner import AnalysisPlan, run_analyses, video_key
 from flowcheck.analyses.summary import summarise
 from flowcheck.cache import ResultCache, merge_caches
 from flowcheck.data.folder import load_tvbench_layout
@@ -46,6 +46,10 @@ def test_records_cover_every_condition_window_and_the_first_half(setup, tmp_path
     assert set(results.results["answer_probability"]) == set(results.results["logit_lens"]) == {s.id for s in samples}
     summary = summarise(results, "moving_direction")
     assert summary.n == 4 and summary.get("accuracy") is not None and summary.get("accuracy").layers == [0, 1]
+    assert results.videos == {s.id: video_key(s) for s in samples}  # the bootstrap's clusters, never cached
+    by_video, by_sample = (summarise(results, selection="all", resampling=r) for r in ("video", "sample"))
+    curve, plain = by_video.get("sweep").curves["cross_frame"], by_sample.get("sweep").curves["cross_frame"]
+    assert (curve.resampling, plain.resampling) == ("video", "sample") and curve.mean == plain.mean
     for p in results.results["pruning"].values():
         layout = next(b.token_layout for b in results.baselines if b.sample_id == p.sample_id)
         assert p.full_edges == full_edges(layout.n) * 4
