@@ -29,6 +29,7 @@ from flowcheck.analyses.flops import (
     gated_mlp,
     layer_flops,
 )
+from flowcheck.analyses.hidden import last_position_states
 from flowcheck.analyses.runner import AnalysisPlan, run_analyses
 from flowcheck.analyses.summary import summarise
 from flowcheck.cache import ResultCache
@@ -108,6 +109,13 @@ def test_the_last_layer_reads_the_models_own_logits(checkpoint):
     assert predicted["options"][-1] == int(logits[letters].argmax())
     top = int(logits.argmax())
     assert predicted["vocabulary"][-1] == (letters.index(top) if top in letters else NO_OPTION)
+    # shared states: kept for the same embeddings, recomputed for new ones
+    first = last_position_states(adapter.decoder, encoded.inputs, reuse=True)
+    assert last_position_states(adapter.decoder, encoded.inputs, reuse=True) is first
+    assert last_position_states(adapter.decoder, encoded.inputs) is not first  # without reuse: a forward of its own
+    encoded.inputs.inputs_embeds = encoded.inputs.inputs_embeds * 2
+    again = last_position_states(adapter.decoder, encoded.inputs, reuse=True)
+    assert again is not first and not torch.equal(again[1], first[1])
 
 
 def test_settling_counts_only_predictions_that_stay():
