@@ -275,6 +275,29 @@ def _beats(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     )
 
 
+@evaluator("answer_decided_after_middle", default=True)
+def _decided_late(spec: ClaimSpec, e: Evidence) -> ClaimResult:
+    s, t = e.summary, e.thresholds
+    exit_ = _analysis(s, "early_exit", "early-exit")
+    require_samples(s, exit_.n, t, "samples with early-exit read-outs")
+    first = _bound(t["from_fraction"], s.num_layers)  # the first 0-based layer of the late part
+    return claim_result(
+        spec,
+        s,
+        exit_.exit_layer >= first,
+        {
+            "exit_layer": user_layer(exit_.exit_layer),
+            "first_late_layer": user_layer(first),
+            "settled_pct": exit_.settled_pct,
+            "exit_accuracy": exit_.exit_accuracy,
+            "full_accuracy": exit_.full_accuracy,
+            "n": exit_.n,
+        },
+        t,
+        f"earliest layer by which {exit_.agreement_threshold:.0%} of the samples settled on the final prediction",
+    )
+
+
 def _pruning_summary(s: TaskSummary, t: Mapping[str, float], accuracy: bool = True) -> PruningSummary:
     pruning = _analysis(s, "pruning", "pruning")
     require_samples(s, pruning.n, t, "samples with pruning results")

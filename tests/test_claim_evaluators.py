@@ -18,6 +18,7 @@ import pytest
 from flowcheck.analyses.accuracy import AccuracyUnderKnockout
 from flowcheck.analyses.answer_probability import ProbabilityCurves
 from flowcheck.analyses.curves import Curve
+from flowcheck.analyses.early_exit import EarlyExitSummary
 from flowcheck.analyses.logit_lens import LensSummary
 from flowcheck.analyses.pruning import PruningSummary
 from flowcheck.analyses.summary import TaskSummary
@@ -44,6 +45,7 @@ def summary(
     lens=None,
     pruning=None,
     lens_problem: str = "",
+    early_exit=None,
 ) -> TaskSummary:
     """A summary with the given analyses' summaries (names as registered: sweep, accuracy, ...)."""
     found = {
@@ -52,6 +54,7 @@ def summary(
         "answer_probability": answer,
         "logit_lens": lens,
         "pruning": pruning,
+        "early_exit": early_exit,
     }
     problems = {"logit_lens": lens_problem} if lens_problem else {}
     return TaskSummary(model, "d", "t", L, n, n_correct, {k: v for k, v in found.items() if v is not None}, problems)
@@ -875,6 +878,44 @@ STRICTER = {
     # loss 5 < 5.5
     "random_pruning_hurts": {"min_loss_points": 5.5},
 }
+
+
+# --- issue 18 part 6: answer_decided_after_middle (C4), added to HOLDING, CASES and STRICTER in one block (the
+# parametrizations above hold the list and dict objects, and collection reads them after the module ran)
+
+
+def exited(layer: int, n: int = 20) -> EarlyExitSummary:
+    """An early exit at 0-based `layer` of L = 8 with 95% of n samples settled there, 90% / 95% accuracy."""
+    return EarlyExitSummary("options", 0.95, L, layer, 100.0, 95.0, 90.0, 95.0, 50.0, n)
+
+
+EXIT_MEASURED = {"settled_pct": 95.0, "exit_accuracy": 90.0, "full_accuracy": 95.0}
+# exit at 0-based layer 4 = layer 5 >= ceil(0.5 * 8) + 1 = layer 5, the first of the second half
+HOLDING["answer_decided_after_middle"] = (summary(early_exit=exited(4)), None, None)
+CASES.extend(
+    [
+        holding(
+            "answer_decided_after_middle",
+            Holds({"exit_layer": 5, "first_late_layer": 5, **EXIT_MEASURED, "n": 20}),
+        ),
+        # layer 4 is the last layer of the first half
+        row(
+            "answer_decided_after_middle",
+            summary(early_exit=exited(3)),
+            Fails({"exit_layer": 4, "first_late_layer": 5, **EXIT_MEASURED, "n": 20}),
+            id="first-half",
+        ),
+        row(
+            "answer_decided_after_middle",
+            summary(n=9, n_correct=9, early_exit=exited(6, n=9)),
+            Unevaluable("9 samples with early-exit read-outs"),
+            id="9-samples",
+        ),
+        row("answer_decided_after_middle", summary(), Unevaluable("no early-exit results for m on t"), id="none"),
+    ]
+)
+# from ceil(0.625 * 8) = 0-based layer 5 on: the exit at 0-based layer 4 is early
+STRICTER["answer_decided_after_middle"] = {"from_fraction": 0.625}
 
 
 def _toml(tables: dict[str, dict[str, float]]) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from flowcheck.analyses.base import Analysis, ReportInput, TaskView, register, resampling_text
-from flowcheck.analyses.hidden import hidden_states, layer_outputs
+from flowcheck.analyses.hidden import last_position_states, readout_logits
 from flowcheck.analyses.specs import SET1, TRUE_OPTION_COLOUR, Contribution, Figure, Panel, Series
 from flowcheck.engine import Decoder
 from flowcheck.models.base import EncodedSample
@@ -18,18 +18,18 @@ from flowcheck.stats import bootstrap_ci
 
 
 @torch.inference_mode()
-def answer_probability(decoder: Decoder, encoded: EncodedSample, final_norm: bool = False) -> list[list[float]]:
+def answer_probability(
+    decoder: Decoder, encoded: EncodedSample, final_norm: bool = False, reuse: bool = False
+) -> list[list[float]]:
     """[L][options]: softmax (full vocabulary) of lm_head on each layer's output at the last position.
 
     `final_norm=False` is the authors' default for LLaVA (the last layer is normed either way, as
-    in transformers' hidden states); VideoLLaMA3's script used True.
+    in transformers' hidden states); VideoLLaMA3's script used True. `reuse`: share the sample's forward with the
+    other analyses of the runner's loop (`last_position_states`).
     """
-    states = hidden_states(decoder, encoded.inputs)
-    rows = []
-    for h in layer_outputs(states, decoder, final_norm):
-        probs = torch.softmax(decoder.lm_head(h[:, -1]).float(), dim=-1)[0]
-        rows.append([float(probs[i]) for i in encoded.option_ids])
-    return rows
+    states = last_position_states(decoder, encoded.inputs, reuse)
+    probs = torch.softmax(readout_logits(decoder, states, final_norm), dim=-1)
+    return [[float(p[i]) for i in encoded.option_ids] for p in probs]
 
 
 @dataclass
@@ -108,7 +108,8 @@ class AnswerProbability(Analysis):
         return {"final_norm": bool(self.setup.settings.get("final_norm", False))}
 
     def compute(self, decoder, encoded, sample) -> dict[str, Any]:
-        return {"probs": answer_probability(decoder, encoded, bool(self.setup.settings.get("final_norm", False)))}
+        final_norm = bool(self.setup.settings.get("final_norm", False))
+        return {"probs": answer_probability(decoder, encoded, final_norm, reuse=True)}
 
     @classmethod
     def summarise(cls, view: TaskView) -> ProbabilityCurves | None:

@@ -47,6 +47,8 @@ BUILTIN_MODULES = (
     "flowcheck.analyses.answer_probability",
     "flowcheck.analyses.logit_lens",
     "flowcheck.analyses.pruning",
+    # issue 18: beyond the paper (after answer_probability, whose forward it shares)
+    "flowcheck.analyses.early_exit",
 )
 
 

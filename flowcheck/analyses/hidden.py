@@ -30,3 +30,30 @@ def layer_outputs(states: tuple[torch.Tensor, ...], decoder: Decoder, final_norm
             h = decoder.norm(h)
         outs.append(h)
     return outs
+
+
+_SHARED = "_flowcheck_last_position_states"
+
+
+@torch.inference_mode()
+def last_position_states(decoder: Decoder, inputs: LMInputs, reuse: bool = False) -> tuple[torch.Tensor, ...]:
+    """`hidden_states` at the last position only: L + 1 tensors [1, 1, d] (same convention).
+
+    With `reuse`, the states are kept on `inputs` and an earlier `reuse` call for the same decoder and the same
+    (unchanged) input embeddings returns them without a forward: the analyses of one sample that read the last
+    position (answer probability, early exit) share one forward. Only the runner's per-sample loop should reuse:
+    a hook or knockout added to the model between two calls is not seen."""
+    key = (id(decoder.module), id(inputs.inputs_embeds), inputs.inputs_embeds._version)
+    kept = getattr(inputs, _SHARED, None)
+    if reuse and kept is not None and kept[0] == key:
+        return kept[1]
+    states = tuple(h[:, -1:].clone() for h in hidden_states(decoder, inputs))  # a view would keep all n positions
+    if reuse:
+        setattr(inputs, _SHARED, (key, states))
+    return states
+
+
+def readout_logits(decoder: Decoder, states: tuple[torch.Tensor, ...], final_norm: bool) -> torch.Tensor:
+    """[L, vocab] float32 logits of lm_head on each layer's output at the last position of `states` (as
+    `layer_outputs`: the last layer is normed already, the others only if `final_norm`)."""
+    return torch.stack([decoder.lm_head(h[:, -1]).float()[0] for h in layer_outputs(states, decoder, final_norm)])

@@ -136,6 +136,7 @@ def test_cache_keys_are_those_of_the_per_analysis_runner(setup, tmp_path):
             "seed": 3,
             "random_mode": "uniform",
         },
+        "early_exit": {"final_norm": True},  # issue 18: new kind, both prediction rules in each entry
     }
     for kind, parameters in expected.items():
         assert cache.get(kind, cache_key({**desc, **parameters})) is not None, kind
