@@ -281,13 +281,17 @@ def _decided_late(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     exit_ = _analysis(s, "early_exit", "early-exit")
     require_samples(s, exit_.n, t, "samples with early-exit read-outs")
     first = _bound(t["from_fraction"], s.num_layers)  # the first 0-based layer of the late part
+    # the first 0-based layer that is no longer "right after the middle": an exit there or later means the last
+    # layers still change the decision (an exit at the last layer is no early exit at all)
+    beyond = _bound(t["before_fraction"], s.num_layers)
     return claim_result(
         spec,
         s,
-        exit_.exit_layer >= first,
+        first <= exit_.exit_layer < beyond,
         {
             "exit_layer": user_layer(exit_.exit_layer),
             "first_late_layer": user_layer(first),
+            "last_allowed_layer": user_layer(beyond - 1),
             "settled_pct": exit_.settled_pct,
             "exit_accuracy": exit_.exit_accuracy,
             "full_accuracy": exit_.full_accuracy,

@@ -896,14 +896,27 @@ CASES.extend(
     [
         holding(
             "answer_decided_after_middle",
-            Holds({"exit_layer": 5, "first_late_layer": 5, **EXIT_MEASURED, "n": 20}),
+            Holds({"exit_layer": 5, "first_late_layer": 5, "last_allowed_layer": 7, **EXIT_MEASURED, "n": 20}),
         ),
         # layer 4 is the last layer of the first half
         row(
             "answer_decided_after_middle",
             summary(early_exit=exited(3)),
-            Fails({"exit_layer": 4, "first_late_layer": 5, **EXIT_MEASURED, "n": 20}),
+            Fails({"exit_layer": 4, "first_late_layer": 5, "last_allowed_layer": 7, **EXIT_MEASURED, "n": 20}),
             id="first-half",
+        ),
+        # ceil(0.875 * 8) = 0-based layer 7, the last layer: an exit there is no early exit
+        row(
+            "answer_decided_after_middle",
+            summary(early_exit=exited(7)),
+            Fails({"exit_layer": 8, "first_late_layer": 5, "last_allowed_layer": 7, **EXIT_MEASURED, "n": 20}),
+            id="last-layer",
+        ),
+        row(
+            "answer_decided_after_middle",
+            summary(early_exit=exited(6)),
+            Holds({"exit_layer": 7, "first_late_layer": 5, "last_allowed_layer": 7, **EXIT_MEASURED, "n": 20}),
+            id="last-allowed",
         ),
         row(
             "answer_decided_after_middle",
