@@ -261,6 +261,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="MODEL",
     ),
     OptionSpec("no_report", "--flow-no-report", "do not write reports/<run>/", _bool, False, switch=True),
+    OptionSpec(
+        "gate_allow",
+        "--flow-gate-allow",
+        "gating: provenance fields allowed to differ from the baseline's (dotted names the refusal lists, "
+        "comma-separated, repeatable)",
+        _list,
+        [],
+        repeatable=True,
+        metavar="FIELD,...",
+    ),
 )
 
 # Each option by name, for commands that accept some of the same options (e.g. `flowcheck verify`).
