@@ -350,7 +350,8 @@ def test_per_sample_records_from_model_results(tmp_path):
     a = out["a"]
     assert a["id"] == ["bench/a/0", "bench/a/1"] and a["video"][0] == a["video"][1]
     assert a["correct"] == {"base": "10", "cross_frame_0:1": "01"}
-    assert a["curves"]["cross_frame"] == {"centers": [0, 1], "values": [[-50.0, 0.0], [-50.0, 0.0]]}
+    # relative change (0.3 - 0.6) / 0.6 = -50 %; the wrongly answered sample keeps no curve values
+    assert a["curves"]["cross_frame"] == {"centers": [0, 1], "values": [[-50.0, 0.0], None]}
     assert out["b"]["video"][0] != a["video"][0]
     assert len(dataset_fingerprint(identities)) == 16
 

@@ -9,9 +9,12 @@ Per dataset and task (arrays aligned with ``fingerprint``)::
      "curves": {"<condition>": {"centers": [0, 1, ...],  # window centres (0-based layers)
                                 "values": [[relative change % per centre], ...]}}}   # one row per sample
 
-Correctness is a string of ``0``/``1`` (compact); relative changes (%) are rounded to ``[gating] curve_decimals``.
-Every sample is kept (not only correctly answered ones): the paired curve test selects, per pair, the samples the
-curves average over in both runs.
+Correctness is a string of ``0``/``1`` (``-``: no record of that knockout); relative changes (%) are rounded to
+``[gating] curve_decimals`` and kept only for correctly answered samples (``null`` otherwise): the curves average
+over those (the paper's selection), and the paired curve test compares samples answered correctly in both runs.
+
+Size: one value per (correct sample, condition, window) of about 8 bytes of JSON, plus about 60 bytes per sample
+(id, fingerprint, video, correctness); see README ("Gating a new checkpoint in CI") for a full TVBench run.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def per_sample_records(
             mark = "-" if hit is None else ("1" if hit.new_argmax == true_letter else "0")
             row["correct"][knockout_name(condition, style)].append(mark)
         per_condition: dict[str, dict[int, float]] = defaultdict(dict)
-        for r in records:
+        for r in records if base.correct else ():  # curves average over correctly answered samples only
             if r.window_style == CURVE_STYLE and r.window_center is not None:
                 per_condition[r.condition][r.window_center] = round(r.relative_change, decimals)
         for condition, values in per_condition.items():
