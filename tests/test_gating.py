@@ -40,7 +40,7 @@ def task_record(correct, *, videos=None, knocked=None, curves=None, prefix="s"):
     if knocked is not None:
         out["correct"]["cross_frame_first_half"] = "".join("1" if c else "0" for c in knocked)
     for condition, (centers, rows) in (curves or {}).items():
-        out["curves"][condition] = {"centers": list(centers), "values": [list(r) for r in rows]}
+        out["curves"][condition] = {"centers": list(centers), "values": [None if r is None else list(r) for r in rows]}
     return out
 
 
@@ -160,7 +160,7 @@ def curve_pair(shift_at=None, delta=0.0, n=40, windows=6, noise=0.5, seed=1):
 
 def test_a_window_that_moves_beyond_tolerance_fails_and_is_named():
     b, n = curve_pair(shift_at=4, delta=-6.0)
-    (row,) = curve_rows("b/t", b, n, pair(b, n), CONFIG)
+    (row,), _ = curve_rows("b/t", b, n, pair(b, n), CONFIG)
     assert row.verdict == FAIL and row.metric.endswith("@ layer 5")
     diffs = np.array(n["curves"]["cross_frame"]["values"])[:, 4] - np.array(b["curves"]["cross_frame"]["values"])[:, 4]
     assert row.difference == f"{diffs.mean():+.2f} pts"
@@ -169,18 +169,18 @@ def test_a_window_that_moves_beyond_tolerance_fails_and_is_named():
 
 def test_noise_within_tolerance_passes_and_only_pairs_correct_in_both_count():
     b, n = curve_pair()
-    (row,) = curve_rows("b/t", b, n, pair(b, n), CONFIG)
+    (row,), _ = curve_rows("b/t", b, n, pair(b, n), CONFIG)
     assert not row.failed and "40 pairs" in row.test  # the largest of 6 noisy windows may be "significant"
     n["correct"]["base"] = "0" * 10 + "1" * 30
-    (row,) = curve_rows("b/t", b, n, pair(b, n), CONFIG)
+    (row,), _ = curve_rows("b/t", b, n, pair(b, n), CONFIG)
     assert "30 pairs" in row.test
 
 
 def test_a_large_move_on_three_samples_is_not_significant():
     b, n = curve_pair(shift_at=1, delta=-6.0, n=3, noise=3.0)
-    (row,) = curve_rows("b/t", b, n, pair(b, n), CONFIG)
+    (row,), _ = curve_rows("b/t", b, n, pair(b, n), CONFIG)
     assert row.verdict == MOVED and "fewer than 10 pairs" in row.test
-    (row,) = curve_rows("b/t", b, n, pair(b, n), GateConfig(tolerances=CONFIG.tolerances, min_curve_pairs=3))
+    (row,), _ = curve_rows("b/t", b, n, pair(b, n), GateConfig(tolerances=CONFIG.tolerances, min_curve_pairs=3))
     assert row.verdict == FAIL  # the bootstrap of 3 values alone calls it significant: why min_curve_pairs exists
 
 
@@ -219,18 +219,36 @@ def test_profile_tolerances_are_per_condition_and_flat_curves_are_skipped():
         compare_profiles(centers, profile_curve(4), profile_curve(4)[:5], ProfileTolerance())
 
 
-def test_the_gate_reports_a_moved_profile_as_a_failing_row():
+def test_the_gate_reports_a_moved_profile_as_a_failing_row_when_the_curves_differ_significantly():
     centers = list(range(16))
-    b = task_record([True] * 5, curves={"cross_frame": (centers, [profile_curve(4)] * 5)})
-    n = task_record([True] * 5, curves={"cross_frame": (centers, [profile_curve(10)] * 5)})
     config = GateConfig(
         tolerances=CONFIG.tolerances,
         profile_conditions={"cross_frame": ProfileTolerance(argmin_layers=1)},
     )
-    result = gate(snapshot({"t": n}), snapshot({"t": b}), config)
-    (profile,) = [r for r in result.rows if r.metric.endswith("/profile")]
-    assert profile.failed and "argmin 5" in profile.baseline and "argmin 11" in profile.new
-    assert "argmin ±1" in profile.tolerance
+
+    def profile_row(n_pairs):
+        b = task_record([True] * n_pairs, curves={"cross_frame": (centers, [profile_curve(4)] * n_pairs)})
+        n = task_record([True] * n_pairs, curves={"cross_frame": (centers, [profile_curve(10)] * n_pairs)})
+        result = gate(snapshot({"t": n}), snapshot({"t": b}), config)
+        (row,) = [r for r in result.rows if r.metric.endswith("/profile")]
+        return row
+
+    row = profile_row(12)
+    assert row.failed and "argmin 5" in row.baseline and "argmin 11" in row.new
+    assert "argmin ±1" in row.tolerance and "12 pairs" in row.test
+    few = profile_row(5)  # below min_curve_pairs: no window can be significant
+    assert few.verdict == MOVED and "no window differs significantly" in few.test
+
+
+def test_a_profile_is_compared_on_the_pairs_both_runs_answer_correctly():
+    centers = list(range(16))
+    rows = [profile_curve(4)] * 12 + [profile_curve(12)] * 12
+    b = task_record([True] * 24, curves={"cross_frame": (centers, rows)})
+    n = task_record([True] * 12 + [False] * 12, curves={"cross_frame": (centers, rows[:12] + [None] * 12)})
+    result = gate(snapshot({"t": n}), snapshot({"t": b}), CONFIG)
+    (row,) = [r for r in result.rows if r.metric.endswith("/profile")]
+    # the baseline's own curve over its 24 samples has another shape; over the 12 shared pairs it is the same
+    assert row.verdict == PASS and "argmin 5" in row.baseline and "argmin 5" in row.new
 
 
 # -- provenance ----------------------------------------------------------------------------------

@@ -130,8 +130,9 @@ def gate(
                 pairing = pair(b, n)
                 result.unpaired[where] = {"baseline_only": pairing.baseline_only, "new_only": pairing.new_only}
                 result.rows += accuracy_rows(where, b, n, pairing, config)
-                result.rows += curve_rows(where, b, n, pairing, config)
-                rows, flat = profile_rows(where, b, n, config)
+                rows, significant = curve_rows(where, b, n, pairing, config)
+                result.rows += rows
+                rows, flat = profile_rows(where, b, n, pairing, config, significant)
                 result.rows += rows
                 flat_total += flat
                 covered |= {f"{where}/base_accuracy"} | {f"{where}/{k}" for k in set(b["correct"]) & set(n["correct"])}

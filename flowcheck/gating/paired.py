@@ -122,44 +122,48 @@ def selected_pairs(baseline: Mapping[str, Any], new: Mapping[str, Any], pairing:
     ]
 
 
+Window = tuple[int, list[tuple[float, float, str]]]  # centre, (baseline value, new value, video) per pair
+
+
+def paired_windows(
+    baseline: Mapping[str, Any], new: Mapping[str, Any], condition: str, pairing: Pairing
+) -> list[Window]:
+    """Per window centre both runs swept, the paired values of `condition` of the pairs answered correctly in both."""
+    b_curve, n_curve = baseline["curves"][condition], new["curves"][condition]
+    chosen = [
+        (b_curve["values"][b], n_curve["values"][n], v)
+        for b, n, v in selected_pairs(baseline, new, pairing)
+        if b_curve["values"][b] is not None and n_curve["values"][n] is not None
+    ]
+    windows = []
+    for c in (c for c in n_curve["centers"] if c in b_curve["centers"]):
+        bi, ni = b_curve["centers"].index(c), n_curve["centers"].index(c)
+        triples = [(b[bi], n[ni], v) for b, n, v in chosen if b[bi] is not None and n[ni] is not None]
+        if triples:
+            windows.append((c, triples))
+    return windows
+
+
 def curve_rows(
     where: str, baseline: Mapping[str, Any], new: Mapping[str, Any], pairing: Pairing, config: GateConfig
-) -> list[GateRow]:
-    """One row per condition both runs swept: the window whose paired mean difference fails (else the largest
-    difference), relative change in % at that window (layers from 1)."""
-    rows = []
+) -> tuple[list[GateRow], dict[str, bool]]:
+    """One row per condition both runs swept: the window whose paired mean difference fails (the largest such),
+    else the largest difference; relative change in % at that window (layers from 1). Also, per condition, whether
+    any window differs significantly (the profile check's significance)."""
+    rows, any_significant = [], {}
     tol = config.tolerance("change_pct")
-    chosen = selected_pairs(baseline, new, pairing)
     for condition in sorted(set(baseline["curves"]) & set(new["curves"])):
-        b_curve, n_curve = baseline["curves"][condition], new["curves"][condition]
-        centers = [c for c in n_curve["centers"] if c in b_curve["centers"]]
         metric = f"{where}/{condition}/curve"
-        windows = []
-        for c in centers:
-            bi, ni = b_curve["centers"].index(c), n_curve["centers"].index(c)
-            triples = [
-                (b_curve["values"][b][bi], n_curve["values"][n][ni], v)
-                for b, n, v in chosen
-                if b_curve["values"][b] is not None and n_curve["values"][n] is not None
-            ]
-            triples = [t for t in triples if t[0] is not None and t[1] is not None]
-            if triples:
-                windows.append((c, triples))
+        windows = paired_windows(baseline, new, condition, pairing)
         if not windows:
             rows.append(GateRow(metric, "—", "—", "—", "—", "—", f"±{tol:g} %", PASS, "no pair correct in both runs"))
             continue
         level = config.alpha / len(windows) if config.curve_correction == "bonferroni" else config.alpha
-        diffs = {c: float(np.mean([t[1] - t[0] for t in triples])) for c, triples in windows}
-        # only a window beyond tolerance can fail: test those, largest difference first; else show the largest
-        order = sorted(windows, key=lambda w: -abs(diffs[w[0]]))
-        worst = None
-        for c, triples in order:
-            exceeds = abs(diffs[c]) > tol + 1e-9
-            if worst is not None and not exceeds:
-                break
+        tested = []
+        for c, triples in windows:
             old = np.array([t[0] for t in triples], dtype=float)
             cur = np.array([t[1] for t in triples], dtype=float)
-            _, low, high = paired_bootstrap_ci(
+            diff, low, high = paired_bootstrap_ci(
                 cur,
                 old,
                 clusters=_clusters(config, [t[2] for t in triples]),
@@ -168,13 +172,11 @@ def curve_rows(
                 confidence=1 - level,
             )
             significant = (low > 0 or high < 0) and len(triples) >= config.min_curve_pairs
-            candidate = (c, old, cur, diffs[c], exceeds and significant, low, high, significant, exceeds, len(triples))
-            if worst is None:
-                worst = candidate
-            if candidate[4]:
-                worst = candidate
-                break
-        c, old, cur, diff, _, low, high, significant, exceeds, n = worst
+            exceeds = abs(diff) > tol + 1e-9
+            tested.append((exceeds and significant, abs(diff), c, old, cur, diff, low, high, significant, exceeds))
+        any_significant[condition] = any(t[8] for t in tested)
+        _, _, c, old, cur, diff, low, high, significant, exceeds = max(tested, key=lambda t: (t[0], t[1]))
+        n = old.size
         rows.append(
             GateRow(
                 f"{metric} @ layer {c + 1}",
@@ -194,4 +196,4 @@ def curve_rows(
                 ),
             )
         )
-    return rows
+    return rows, any_significant

@@ -1,9 +1,12 @@
 """Curve-profile tolerances: does a new curve keep the baseline's shape, whatever its values?
 
-Each run's curve is the mean relative change (%) per window over the samples that run answers correctly (the
-paper's curve, as the sweep's summary draws it). Checks (`ProfileTolerance`, per condition in ``[gating.profile]``):
-Spearman rank correlation (`scipy.stats.spearmanr`) of the two curves over their common windows, the shift of
-the argmin window (layers), and how many of the most harmful windows (lowest mean) both curves share.
+Both curves are the mean relative change (%) per window over the same samples: the pairs both runs answer correctly
+(`flowcheck.gating.paired.paired_windows`), so that a different set of samples never passes for a different shape.
+Checks (`ProfileTolerance`, per condition in ``[gating.profile]``): Spearman rank correlation
+(`scipy.stats.spearmanr`) of the two curves, the shift of the argmin window (layers), and how many of the most
+harmful windows (lowest mean) both curves share. As for every gate row, a profile outside its tolerances fails
+only when the curves differ significantly in at least one window (the paired bootstrap of `curve_rows`); otherwise
+its verdict is "moved, not significant".
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 from scipy import stats as sps
 
 from flowcheck.gating.config import GateConfig, ProfileTolerance
-from flowcheck.gating.table import FAIL, PASS, GateRow
+from flowcheck.gating.paired import Pairing, paired_windows, verdict
+from flowcheck.gating.table import GateRow
 
 
 @dataclass(frozen=True)
@@ -68,46 +72,34 @@ def compare_profiles(
     return Profile(list(centers), rho, arg_b, arg_n, top_b, top_n, flat, reasons)
 
 
-def run_curve(record: Mapping[str, Any], condition: str) -> tuple[list[int], list[float]] | None:
-    """A run's curve of `condition` from its per-sample records: window centres and the mean over the samples it
-    answers correctly (None when no such sample has values)."""
-    curve = record["curves"][condition]
-    correct = record["correct"]["base"]
-    rows = [v for i, v in enumerate(curve["values"]) if v is not None and correct[i] == "1"]
-    if not rows:
-        return None
-    centers, means = [], []
-    for j, c in enumerate(curve["centers"]):
-        values = [row[j] for row in rows if row[j] is not None]
-        if values:
-            centers.append(c)
-            means.append(float(np.mean(values)))
-    return centers, means
-
-
 def _layers(centers: Sequence[int]) -> str:
     return ",".join(str(c + 1) for c in centers)
 
 
 def profile_rows(
-    where: str, baseline: Mapping[str, Any], new: Mapping[str, Any], config: GateConfig
+    where: str,
+    baseline: Mapping[str, Any],
+    new: Mapping[str, Any],
+    pairing: Pairing,
+    config: GateConfig,
+    significant: Mapping[str, bool],
 ) -> tuple[list[GateRow], int]:
-    """One row per condition whose curves are not flat (layers from 1) and the number of flat ones skipped."""
+    """One row per condition whose curves are not flat (layers from 1) and the number of flat ones skipped.
+    `significant`: per condition, whether any window differs significantly (`curve_rows`)."""
     rows, flat = [], 0
     for condition in sorted(set(baseline["curves"]) & set(new["curves"])):
-        old, cur = run_curve(baseline, condition), run_curve(new, condition)
-        if old is None or cur is None:
+        windows = paired_windows(baseline, new, condition, pairing)
+        if len(windows) < 2:
             continue
-        common = [c for c in cur[0] if c in old[0]]
-        if len(common) < 2:
-            continue
-        b = [old[1][old[0].index(c)] for c in common]
-        n = [cur[1][cur[0].index(c)] for c in common]
+        common = [c for c, _ in windows]
+        b = [float(np.mean([t[0] for t in triples])) for _, triples in windows]
+        n = [float(np.mean([t[1] for t in triples])) for _, triples in windows]
         tol = config.profile_for(condition)
         p = compare_profiles(common, b, n, tol)
         if p.flat:
             flat += 1
             continue
+        moved = bool(p.reasons)
         rows.append(
             GateRow(
                 f"{where}/{condition}/profile",
@@ -119,8 +111,10 @@ def profile_rows(
                 "—",
                 f"Spearman ≥ {tol.min_spearman:g}; argmin ±{tol.argmin_layers}; ≥ {tol.min_top_overlap} of top "
                 f"{tol.top_windows}",
-                FAIL if p.reasons else PASS,
-                "curve profile" + (": " + "; ".join(p.reasons) if p.reasons else ""),
+                verdict(moved, moved and significant.get(condition, False)),
+                f"curve profile on {len(windows[0][1])} pairs correct in both runs"
+                + (": " + "; ".join(p.reasons) if p.reasons else "")
+                + ("" if not moved or significant.get(condition) else "; no window differs significantly"),
             )
         )
     return rows, flat
