@@ -117,6 +117,9 @@ def test_unpaired_samples_are_counted_and_listed():
     result = gate(snapshot({"t": n}), snapshot({"t": b}), CONFIG)
     assert result.unpaired["bench/t"] == {"baseline_only": ["s0"], "new_only": ["s0", "s3"]}
     assert "3 unpaired" in " ".join(result.notes)
+    numbers = {"accuracy": {"bench/all/pruning/full": 90.0}}
+    with_summary = gate(snapshot({"t": n}, numbers), snapshot({"t": b}, numbers), CONFIG)
+    assert any("each run's own samples" in note for note in with_summary.notes)
     assert "bench/t: 2 new only: s0, s3" in gate_markdown(result.to_dict())
 
 

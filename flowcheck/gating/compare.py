@@ -149,5 +149,12 @@ def gate(
             result.notes.append(
                 f"{flat_total} flat curves (range below min_range_pct in both runs) have no profile check"
             )
-    result.rows += drift_rows(cur["numbers"], old["numbers"], config.tolerances, skip=covered)
+    summary_rows = drift_rows(cur["numbers"], old["numbers"], config.tolerances, skip=covered)
+    unpaired = sum(len(v["baseline_only"]) + len(v["new_only"]) for v in result.unpaired.values())
+    if summary_rows and unpaired:
+        result.notes.append(
+            f"summary numbers (tolerance only) are over each run's own samples: with {unpaired} unpaired samples "
+            "they also differ because the samples differ"
+        )
+    result.rows += summary_rows
     return result
