@@ -409,6 +409,9 @@ class FlowReporter:
             terminalreporter.write_line(f"flowcheck: could not write the report: {type(err).__name__}: {err}", red=True)
             return
         terminalreporter.write_line(f"flowcheck: {line} -> {path}")
+        for gate in gates:
+            verdict = "refused" if gate.get("refused") else ("passed" if gate["passed"] else "FAILED")
+            terminalreporter.write_line(f"flowcheck: gate {gate['model']} against {gate['baseline']}: {verdict}")
         for line in session.skipped_lines():
             terminalreporter.write_line(f"flowcheck: {line}")
 
