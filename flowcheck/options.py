@@ -280,6 +280,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "relative_change",
         metavar="METRIC",
     ),
+    OptionSpec(
+        "gate_allow",
+        "--flow-gate-allow",
+        "gating: provenance fields allowed to differ from the baseline's (dotted names the refusal lists, "
+        "comma-separated, repeatable)",
+        _list,
+        [],
+        repeatable=True,
+        metavar="FIELD,...",
+    ),
 )
 
 # Each option by name, for commands that accept some of the same options (e.g. `flowcheck verify`).

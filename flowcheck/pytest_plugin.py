@@ -23,6 +23,7 @@ from flowcheck.options import OPTIONS, OptionError
 CLAIM_MARK = "flowcheck_claim"
 PROPERTY = "flowcheck"
 CASE_PROPERTY = "flowcheck-case"
+GATE_PROPERTY = "flowcheck-gate"  # a gating test's result (`flowcheck.gating.GateResult.to_dict`), for the report
 # pytest prints an expected failure's reason in its summary: it is the registry's text (values measured when it was
 # registered), not this run's measurement (which is in the failure message and the report)
 REGISTERED = "registered expected failure (the registry's reason, not this run's values): "
@@ -368,10 +369,13 @@ class FlowReporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.entries: dict[str, dict] = {}
+        self.gates: dict[str, dict] = {}
         self.started = time.time()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
+        if GATE_PROPERTY in props and report.when == "call":
+            self.gates[report.nodeid] = json.loads(props[GATE_PROPERTY])
         if CASE_PROPERTY not in props:
             return
         entry = self.entries.setdefault(report.nodeid, {**json.loads(props[CASE_PROPERTY]), "nodeid": report.nodeid})
@@ -386,23 +390,42 @@ class FlowReporter:
             entry["outcome"], entry["message"] = "error", _crash_line(report)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.entries or flow_options(self.config).no_report:
+        if not (self.entries or self.gates):
+            return
+        gates = [self.gates[k] for k in sorted(self.gates)]
+        if flow_options(self.config).no_report:
+            _gates_to_step_summary(gates)
             return
         from flowcheck.report.writer import write_report
 
         entries = [self.entries[k] for k in sorted(self.entries) if "outcome" in self.entries[k]]  # ran to the end
-        if not entries:
+        if not (entries or gates):
             return
         try:
             session = flow_session(self.config)
-            record = session.record(entries, started=self.started)
+            record = session.record(entries, started=self.started, gates=gates)
             path, line = write_report(record, Path(session.options.report_dir))
         except Exception as err:  # the report must never hide the test results
             terminalreporter.write_line(f"flowcheck: could not write the report: {type(err).__name__}: {err}", red=True)
             return
         terminalreporter.write_line(f"flowcheck: {line} -> {path}")
+        for gate in gates:
+            verdict = "refused" if gate.get("refused") else ("passed" if gate["passed"] else "FAILED")
+            terminalreporter.write_line(f"flowcheck: gate {gate['model']} against {gate['baseline']}: {verdict}")
         for line in session.skipped_lines():
             terminalreporter.write_line(f"flowcheck: {line}")
+
+
+def _gates_to_step_summary(gates: list[dict]) -> None:
+    """Without a report (--flow-no-report), the gate tables still go to ``$GITHUB_STEP_SUMMARY`` when it is set."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not (path and gates):
+        return
+    from flowcheck.gating.table import gate_markdown
+
+    with open(path, "a") as fh:
+        for gate in gates:
+            fh.write(f"## Gate: {gate['model']} against baseline {gate['baseline']}\n\n{gate_markdown(gate)}\n")
 
 
 def claim_outcome(report: pytest.TestReport, entry: dict) -> str:

@@ -25,8 +25,11 @@ from flowcheck.edges import PathwaySpec, paper_pathways
 from flowcheck.models.identity import model_refs
 from flowcheck.options import FlowOptions
 from flowcheck.progress import NullProgress, ProgressSink
-from flowcheck.provenance import git_commit, versions
+from flowcheck.provenance import git_commit, prompt_template_hash, resolved_options, versions
 from flowcheck.record import RunRecord
+
+# A model's registry settings that change its numbers (`FlowSession.plan`), recorded in its provenance.
+NUMBER_SETTINGS = ("pathway_layers", "paper_model", "keywords", "answer_final_norm")
 
 
 @dataclass(frozen=True, order=True)
@@ -94,6 +97,7 @@ class FlowSession:
     _results: dict = field(default_factory=dict)
     _summaries: dict = field(default_factory=dict)
     _verifications: dict = field(default_factory=dict)
+    _identities: dict = field(default_factory=dict)
     progress: ProgressSink = field(default_factory=NullProgress)  # live progress of the computations
 
     def __post_init__(self) -> None:
@@ -321,11 +325,103 @@ class FlowSession:
             per_dataset[dataset] = {t: self.summary(Case(model, dataset, t)) for t in tasks}
         return key_numbers(per_dataset)
 
+    # -- gating: per-sample records and provenance --------------------------------------------
+    def gate_config(self):
+        """The gate's settings (`flowcheck.gating.config.GateConfig`) from the registry's ``[gating]`` tables."""
+        from flowcheck.gating import gate_config
+
+        return gate_config(self.registry.sources, self.registry.tolerances)
+
+    def sample_identities(self, dataset: str) -> dict[str, tuple[str, str]]:
+        """Sample id -> (fingerprint, video hash) of every readable sample of `dataset`
+        (`flowcheck.gating.samples.sample_identity`; memoised: it reads each video once)."""
+        from flowcheck.gating.samples import sample_identity
+
+        if dataset not in self._identities:
+            identities = {}
+            for sample in self.dataset(dataset):
+                try:
+                    identities[sample.id] = sample_identity(dataset, sample)
+                except OSError:  # an unreadable video: the sample is skipped by the run as well
+                    continue
+            self._identities[dataset] = identities
+        return self._identities[dataset]
+
+    def run_provenance(self, root: Path | None = None) -> dict:
+        """What the run's numbers depend on besides the models: the resolved options with their source, versions,
+        git commit, dtype and device, and each loaded dataset's fingerprint (`flowcheck.gating.samples`)."""
+        from flowcheck.gating.samples import dataset_fingerprint
+
+        found = versions()
+        return {
+            "flowcheck": found["flowcheck"],
+            "git_commit": git_commit(root or Path.cwd()),
+            "versions": found,
+            "options": resolved_options(self.options.values, self.options.sources),
+            "dtype": self.options.dtype,
+            "device": self.options.device,
+            "datasets": {
+                name: {
+                    "fingerprint": dataset_fingerprint(self.sample_identities(name)),
+                    "samples": len(self.sample_identities(name)),
+                }
+                for name in self.options.data
+                if name in self.samples
+            },
+        }
+
+    def model_provenance(self, model: str) -> dict:
+        """What a model's numbers depend on: its source and weights fingerprint, layers, the hash of its prompt
+        template, its registry settings that enter the analyses, the knockout window (width resolved for its depth,
+        style) and the frame sampling."""
+        from flowcheck.data.frames import FRAME_RULE
+        from flowcheck.edges import default_window_width
+
+        handle = self.handle(model)
+        layers = handle.num_layers
+        return {
+            "source": self.source(model),
+            "fingerprint": handle.fingerprint(),
+            "layers": layers,
+            "prompt_template": prompt_template_hash(handle.path),
+            # the registry's settings that enter the analyses (effective pathways, logit-lens keywords, final norm)
+            "settings": {k: v for k, v in self.registry.models.get(model, {}).items() if k in NUMBER_SETTINGS},
+            "window": {"width": self.options.window or default_window_width(layers), "style": "center"},
+            "frame_sampling": {"frames": handle.num_frames, "rule": FRAME_RULE},
+        }
+
+    def gate_record(self, model: str, root: Path | None = None) -> dict:
+        """The model's gating record (`flowcheck.gating.compare`): provenance, the summary numbers and per task the
+        per-sample records (`flowcheck.gating.samples`) of every dataset of the run."""
+        from flowcheck.gating import FORMAT
+        from flowcheck.gating.samples import per_sample_records
+
+        decimals = self.gate_config().curve_decimals
+        samples = {}
+        for dataset in self.options.data:
+            results = self.results(model, dataset)
+            samples[dataset] = per_sample_records(
+                results, self.dataset(dataset), self.sample_identities(dataset), decimals
+            )
+        about = self.model_provenance(model)
+        provenance = {
+            **self.run_provenance(root),
+            "window": about.pop("window"),
+            "frame_sampling": about.pop("frame_sampling"),
+            "model": about,
+        }
+        return {"format": FORMAT, "provenance": provenance, "numbers": self.gate_numbers(model), "samples": samples}
+
     # -- the run record ------------------------------------------------------------------------
-    def record(self, entries: list[dict], *, started: float, root: Path | None = None) -> RunRecord:
-        """The finished run as a `RunRecord`: metadata, the claim entries, every summary of the run's models and
-        their paired image models (memoised or read from the cache, never computed), skipped samples."""
+    def record(
+        self, entries: list[dict], *, started: float, root: Path | None = None, gates: list[dict] | None = None
+    ) -> RunRecord:
+        """The finished run as a `RunRecord`: metadata (with the run's provenance), the claim entries, every summary
+        of the run's models and their paired image models (memoised or read from the cache, never computed),
+        skipped samples, and the gate results (`flowcheck.gating.GateResult.to_dict`) of the run's gating tests."""
+        gates = list(gates or [])
         pairs = {(e["model"], e["dataset"]) for e in entries if e.get("dataset")}
+        pairs |= {(g["model"], dataset) for g in gates for dataset in self.options.data if g["model"] in self.refs}
         for model, dataset in list(pairs):
             image = self.registry.model_setting(model, "image_model")
             if image:
@@ -357,6 +453,7 @@ class FlowSession:
                 name: {"finding": spec.claim, "title": spec.title} for name, spec in self.registry.claims.items()
             },
             analysis_titles={name: cls.title or name for name, cls in analyses().items()},
+            gates=gates,
         )
 
     def _settings(self, models, key: str) -> dict[str, str]:
@@ -400,4 +497,17 @@ class FlowSession:
             "models": models,
             "datasets": datasets,
             "registry": self.registry.sources,
+            "provenance": self._provenance(root),
         }
+
+    def _provenance(self, root: Path) -> dict:
+        """The run's provenance for results.json (`run_provenance` and, per model, `model_provenance`); a model that
+        cannot be opened here is left out (its error is in the metadata's models)."""
+        out = self.run_provenance(root)
+        out["models"] = {}
+        for model in self.models:
+            try:
+                out["models"][model] = self.model_provenance(model)
+            except Exception:
+                continue
+        return out

@@ -1,39 +1,47 @@
-"""Checkpoint gating: each model's key numbers against a recorded baseline, within per-metric tolerances.
+"""Checkpoint gating: each model against a recorded baseline, with paired statistics and provenance checks.
 
 Record a baseline:   pytest suites/test_gating.py --flow-model MODEL --snapshot-update
 Gate a checkpoint:   pytest suites/test_gating.py --flow-model NEW --flow-baseline MODEL
 
-Without --flow-baseline a model is compared with its own recorded numbers (a regression test), and
-skipped when it has none.
+Without --flow-baseline a model is compared with its own recorded baseline (a regression test), and
+skipped when it has none. A row fails when a difference exceeds its tolerance and is significant at
+[gating] alpha (exact McNemar for accuracies, paired bootstrap for curves), or a curve profile check
+fails; runs whose provenance differs in a number-changing field are refused (--flow-gate-allow FIELD).
 """
 
+import json
 from pathlib import Path
 
 import pytest
 
 from flowcheck.gating import extension_with, gate_name
+from flowcheck.pytest_plugin import GATE_PROPERTY
 
 
 def test_gate(flow_case, flow, snapshot, request):
     baseline = flow.options.baseline
-    if baseline and request.config.option.update_snapshots:
+    updating = bool(request.config.option.update_snapshots)
+    if baseline and updating:
         pytest.fail(
             "--snapshot-update with --flow-baseline would overwrite the baseline; record it without --flow-baseline"
         )
-    extension = extension_with(flow.registry.tolerances)
     name = gate_name(baseline or flow_case.model)
+    extension = extension_with(
+        flow.gate_config(), model=flow_case.model, baseline=name, allow=flow.options.gate_allow, exact=updating
+    )
     location = Path(extension.get_location(test_location=snapshot.test_location, index=name))
-    recorded = location.exists()
-    if not (recorded or request.config.option.update_snapshots):
+    if not (location.exists() or updating):
         who = baseline or flow_case.model
         pytest.skip(
             f"no recorded baseline named {who!r} ({location.name}): "
             f"record one with pytest suites/test_gating.py --flow-model {who}=PATH_OR_HUB_ID --snapshot-update"
         )
-    numbers = flow.gate_numbers(flow_case.model)
-    matched = numbers == snapshot(extension_class=extension, name=name)
+    record = flow.gate_record(flow_case.model, Path(request.config.rootpath))
+    matched = record == snapshot(extension_class=extension, name=name)
+    result = extension.last_result if not updating else None
+    if result is not None:
+        request.node.user_properties.append((GATE_PROPERTY, json.dumps(result.to_dict())))
+    if not matched and result is not None:
+        pytest.fail(result.message(), pytrace=False)
     if not matched:
-        problems = extension.last_problems or [
-            f"no recorded baseline {name!r}: run with --snapshot-update to record it"
-        ]
-        pytest.fail(f"{flow_case.model} drifted from baseline {name}:\n  " + "\n  ".join(problems), pytrace=False)
+        pytest.fail(f"no recorded baseline {name!r}: run with --snapshot-update to record it", pytrace=False)

@@ -149,16 +149,22 @@ def test_gating_snapshot_passes_within_tolerance_and_fails_on_drift(project, pyt
     (snapshot,) = list((pytester.path / "__snapshots__").rglob("*.json"))
     project("test_gating.py").assert_outcomes(passed=1)
     data = json.loads(snapshot.read_text())
+    assert data["format"] == 2 and data["samples"]["synthetic"] and data["provenance"]["model"]["fingerprint"]
     kind = "accuracy"
-    metric = next(iter(data[kind]))
-    data[kind][metric] += 1.0  # within the 2-point accuracy tolerance
+    metric = next(m for m in data["numbers"][kind] if "pruning" in m)  # a summary number: compared by tolerance
+    data["numbers"][kind][metric] += 1.0  # within the 2-point accuracy tolerance
     snapshot.write_text(json.dumps(data))
     project("test_gating.py").assert_outcomes(passed=1)
-    data[kind][metric] += 10.0  # far outside it
+    data["numbers"][kind][metric] += 10.0  # far outside it
     snapshot.write_text(json.dumps(data))
     result = project("test_gating.py")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*drifted from baseline*", f"*{metric}*"])
+    result.stdout.fnmatch_lines(["*differs from baseline*", f"*{metric}*"])
+    data["provenance"]["dtype"] = "bfloat16"  # recorded under another dtype: refused, the field named
+    snapshot.write_text(json.dumps(data))
+    refused = project("test_gating.py")
+    refused.assert_outcomes(failed=1)
+    refused.stdout.fnmatch_lines(["*cannot be gated against baseline*", "*dtype: baseline bfloat16, new float32*"])
 
 
 def test_bad_models_and_datasets_stop_the_run_with_the_reason(pytester, assets):

@@ -61,7 +61,7 @@ def data(claims=None, summaries=None) -> RunRecord:
 def test_results_json_round_trips_with_json_booleans(tmp_path: Path):
     render(data(), tmp_path / "run")
     record = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert record["claims"][0]["passed"] is True and record["schema_version"] == 3
+    assert record["claims"][0]["passed"] is True and record["schema_version"] == 4
     assert record["layer_index_base"] == {"claims": 1, "summaries": 0}
     again = RunRecord.from_json(record)
     assert again.claims[0]["measured"]["at_layer"] == 4 and again.skipped[0]["reason"] == "corrupt"

@@ -29,7 +29,8 @@ class RunRecord:
     paired image model and paper model per model; `video_tokens`: video tokens per sample per model;
     `temporal_tasks`: per dataset, the tasks the paper's temporal claims and figures use; `findings`: the paper's
     findings (C1 ..) and their one-line statements; `claim_specs`: per claim, its finding and title;
-    `analysis_titles`: the title of every analysis of the run (its section heading)."""
+    `analysis_titles`: the title of every analysis of the run (its section heading); `gates`: the run's gate results
+    (`flowcheck.gating.GateResult.to_dict`)."""
 
     metadata: dict[str, Any]
     claims: list[dict[str, Any]]
@@ -42,6 +43,7 @@ class RunRecord:
     findings: dict[str, str] = field(default_factory=dict)
     claim_specs: dict[str, dict[str, str]] = field(default_factory=dict)
     analysis_titles: dict[str, str] = field(default_factory=dict)
+    gates: list[dict[str, Any]] = field(default_factory=list)
 
     def finding_of(self) -> dict[str, str]:
         """Claim name -> the paper's finding it tests (C1 .. C5)."""
@@ -70,6 +72,7 @@ class RunRecord:
             "findings": self.findings,
             "claim_specs": self.claim_specs,
             "analysis_titles": self.analysis_titles,
+            "gates": self.gates,
         }
         return validate(builtin(data)).model_dump(mode="json")
 
@@ -96,6 +99,7 @@ class RunRecord:
             record.findings,
             {name: spec.model_dump() for name, spec in record.claim_specs.items()},
             record.analysis_titles,
+            [g.model_dump(mode="json") for g in record.gates],
         )
 
     def report_inputs(self) -> list[ReportInput]:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 OUTCOMES = ("passed", "failed", "xfailed", "not evaluable", "skipped", "error", "unexpectedly passed")
 Outcome = Literal["passed", "failed", "xfailed", "not evaluable", "skipped", "error", "unexpectedly passed"]
 Number = StrictInt | StrictFloat
@@ -88,6 +88,9 @@ class Metadata(_Strict):
     models: list[ModelInfo]
     datasets: list[DatasetInfo]
     registry: list[StrictStr]
+    # what the numbers depend on: resolved options with their source, versions, git commit, dataset fingerprints,
+    # per model its weights fingerprint, prompt-template hash, window and frame sampling (FlowSession.provenance)
+    provenance: dict[str, Any] = {}
 
 
 class ClaimSpecEntry(_Strict):
@@ -97,11 +100,40 @@ class ClaimSpecEntry(_Strict):
     title: StrictStr
 
 
+class GateRowEntry(_Strict):
+    """One row of a gate's table, formatted for reading (`flowcheck.gating.table.GateRow`)."""
+
+    metric: StrictStr
+    baseline: StrictStr
+    new: StrictStr
+    difference: StrictStr
+    ci: StrictStr
+    p_value: StrictStr
+    tolerance: StrictStr
+    verdict: StrictStr
+    test: StrictStr = ""
+
+
+class GateEntry(_Strict):
+    """A gate of a model against a recorded baseline (`flowcheck.gating.GateResult.to_dict`)."""
+
+    model: StrictStr
+    baseline: StrictStr
+    passed: StrictBool
+    alpha: Number
+    resampling: StrictStr
+    rows: list[GateRowEntry] = []
+    notes: list[StrictStr] = []
+    unpaired: dict[str, dict[str, list[StrictStr]]] = {}
+    refused: list[dict[str, StrictStr]] = []
+    allowed: list[dict[str, StrictStr]] = []
+
+
 class RunResults(_Strict):
     """The whole results.json: `summaries` maps ``"<model>|<dataset>|<task>"`` to a `TaskSummary` object (per
     registered analysis its summary, and the analyses that could not run with the reason)."""
 
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     layer_index_base: dict[str, StrictInt] = {"claims": 1, "summaries": 0}
     metadata: Metadata
     claims: list[ClaimEntry]
@@ -114,6 +146,7 @@ class RunResults(_Strict):
     findings: dict[str, StrictStr] = {}
     claim_specs: dict[str, ClaimSpecEntry] = {}
     analysis_titles: dict[str, StrictStr] = {}
+    gates: list[GateEntry] = []  # the run's gating tests (schema version 4)
 
 
 def validate(data: dict) -> RunResults:

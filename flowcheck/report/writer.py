@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+from flowcheck.gating.table import gate_markdown
 from flowcheck.record import RunRecord, summary_line
 from flowcheck.report.figures import draw
 from flowcheck.report.tables import claim_details, claims_matrix, markdown_table, skipped_table
@@ -57,6 +58,8 @@ def _render_into(record: RunRecord, data: dict, run_dir: Path) -> str:
     md = [f"# flowcheck report — {meta['date']}", "", f"**{line}.**", ""]
     md += ["## Claims", "", claims_matrix(entries, record.findings, models, record.finding_of()), ""]
     md += ["Layers are counted from 1 (layer 1 is the first decoder layer), as in the paper's figures and Table 3.", ""]
+    for gate in record.gates:
+        md += [f"## Gate: {gate['model']} against baseline {gate['baseline']}", "", gate_markdown(gate), ""]
     md += ["## Run", "", "| | |", "|---|---|"]
     md += [
         f"| git commit | `{meta['git_commit']}` |",
@@ -65,6 +68,10 @@ def _render_into(record: RunRecord, data: dict, run_dir: Path) -> str:
         f"| versions | {', '.join(f'{k} {v}' for k, v in meta['versions'].items())} |",
         f"| claims registry | {', '.join(meta['registry'])} |",
     ]
+    options = meta.get("provenance", {}).get("options", {})
+    chosen = [f"{k}={v['value']} ({v['source']})" for k, v in options.items() if v["source"] != "default"]
+    if chosen:
+        md.append(f"| options (not defaults) | {'; '.join(chosen)} |")
     for info in meta["models"]:
         details = ", ".join(f"{k}: {v}" for k, v in info.items() if k != "name" and v is not None)
         md.append(f"| model `{info['name']}` | {details} |")

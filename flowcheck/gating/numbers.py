@@ -1,22 +1,18 @@
-"""Checkpoint gating: a model's key numbers as a tolerant numeric snapshot (a syrupy extension).
+"""A model's key summary numbers for the gate, compared by tolerance.
 
 `key_numbers` flattens a model's summaries into ``{kind: {metric: value}}``; the kinds
 (``accuracy``, ``change_pct``, ``layer``, ``probability``, ``fraction``) carry the tolerances of
-the claims registry's ``[gating.tolerances]``. The extension stores one JSON file per gate name
-(the model, or the baseline chosen with ``--flow-baseline``) and matches within tolerance.
+the claims registry's ``[gating.tolerances]``. Numbers that per-sample records cover are compared by paired
+tests instead (`flowcheck.gating.compare`); the others by `drift_rows`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any, ClassVar
-
-from syrupy.extensions.json import JSONSnapshotExtension
+from collections.abc import Collection, Mapping
 
 from flowcheck.analyses.base import analyses
 from flowcheck.analyses.summary import TaskSummary
-from flowcheck.naming import file_stem
+from flowcheck.gating.table import FAIL, PASS, GateRow
 
 KINDS = ("accuracy", "change_pct", "layer", "probability", "fraction")
 
@@ -64,29 +60,37 @@ def drift(
     return problems
 
 
-class TolerantNumbers(JSONSnapshotExtension):
-    """JSON snapshots compared within per-kind tolerances; one file per gate name, whatever the test's parameters."""
-
-    tolerances: ClassVar[dict[str, dict[str, float]]] = {}
-    last_problems: ClassVar[list[str]] = []
-
-    @classmethod
-    def get_snapshot_name(cls, *, test_location, index=0) -> str:
-        # "test_gate[<model>]" is the parametrized test id, so syrupy relates the file to the test.
-        return f"{test_location.methodname}[{index}]"
-
-    def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
-        current, baseline = json.loads(serialized_data), json.loads(snapshot_data)
-        type(self).last_problems = drift(current, baseline, self.tolerances)
-        return not self.last_problems
-
-
-def extension_with(tolerances: Mapping[str, Mapping[str, float]]) -> type[TolerantNumbers]:
-    """A TolerantNumbers subclass bound to the registry's tolerances."""
-    return type("TolerantNumbersWithTolerances", (TolerantNumbers,), {"tolerances": dict(tolerances)})
-
-
-def gate_name(model: str) -> str:
-    """The file-system-safe gate name of a model's unique run name (``org/model`` -> ``org--model``), so that two
-    checkpoints never share a baseline."""
-    return file_stem(model)
+def drift_rows(
+    current: Mapping[str, Mapping[str, float]],
+    baseline: Mapping[str, Mapping[str, float]],
+    tolerances: Mapping[str, Mapping[str, float]],
+    skip: Collection[str] = (),
+) -> list[GateRow]:
+    """One tolerance-only row per summary number (metrics in `skip` are covered by paired tests); a number on one
+    side only fails."""
+    rows = []
+    for kind in sorted(set(current) | set(baseline)):
+        tol = tolerances.get(kind, {})
+        cur, base = current.get(kind, {}), baseline.get(kind, {})
+        for metric in sorted((set(cur) | set(base)) - set(skip)):
+            if metric not in cur or metric not in base:
+                side = "not measured now" if metric not in cur else "not in the baseline"
+                a, b = cur.get(metric, "—"), base.get(metric, "—")
+                rows.append(GateRow(metric, str(b), str(a), "—", "—", "—", "—", FAIL, f"{kind}: {side}"))
+                continue
+            a, b = cur[metric], base[metric]
+            allowed = max(tol.get("abs", 0.0), tol.get("rel", 0.0) * abs(b))
+            rows.append(
+                GateRow(
+                    metric,
+                    f"{b:g}",
+                    f"{a:g}",
+                    f"{a - b:+.4g}",
+                    "—",
+                    "—",
+                    f"±{allowed:g}",
+                    FAIL if abs(a - b) > allowed + 1e-12 else PASS,
+                    f"{kind}: summary number, tolerance only",
+                )
+            )
+    return rows
