@@ -16,6 +16,7 @@ from flowcheck.data.sample import Sample
 from flowcheck.data.video import VideoFrames
 from flowcheck.layout import TokenLayout
 from flowcheck.models.decoder import Decoder, LMInputs, find_decoder
+from flowcheck.models.fingerprint import fingerprint_folder
 
 
 class AdapterError(ValueError):
@@ -147,24 +148,3 @@ class ModelAdapter(ABC):
     @property
     def dtype(self) -> torch.dtype:
         return self.decoder.dtype
-
-
-def fingerprint_folder(folder: Path, *, full_hash_limit: int = 256 * 2**20) -> str:
-    """A content fingerprint of a checkpoint folder: config, processor files and weights.
-
-    Files up to `full_hash_limit` bytes are hashed whole; larger ones by size plus their first
-    and last MiB (hashing tens of GB on every run would cost minutes).
-    """
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        size = path.stat().st_size
-        digest.update(f"{path.relative_to(folder)}|{size}|".encode())
-        with path.open("rb") as fh:
-            if size <= full_hash_limit:
-                for chunk in iter(lambda: fh.read(2**20), b""):
-                    digest.update(chunk)
-            else:
-                digest.update(fh.read(2**20))
-                fh.seek(-(2**20), 2)
-                digest.update(fh.read(2**20))
-    return digest.hexdigest()[:24]
