@@ -45,6 +45,9 @@ BUILTIN_MODULES = (
     "flowcheck.analyses.answer_probability",
     "flowcheck.analyses.logit_lens",
     "flowcheck.analyses.pruning",
+    # issue 17 parts 1 and 4 (generation): answers under knockout, open-ended flow
+    "flowcheck.analyses.answers",
+    "flowcheck.analyses.open_flow",
 )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from flowcheck.engine.attention import BlockedSpec, LazyMask, materialize
 from flowcheck.engine.knockout import knockout_plan
@@ -73,6 +74,21 @@ class Generation:
         return torch.softmax(self.first_logits.float(), dim=-1)
 
 
+class DecodedStop(StoppingCriteria):
+    """Stop when the decoded new tokens contain one of `stop_strings` (plain substring search on
+    ``tokenizer.decode``). transformers' StopStringCriteria needs a tokenizer whose vocabulary it can clean of
+    prefix markers, which word-level tokenizers (the bundled models') are not; this check works with any tokenizer.
+    `generate` from ``inputs_embeds`` passes only the new tokens as ``input_ids``."""
+
+    def __init__(self, stop_strings: Sequence[str], tokenizer) -> None:
+        self.stop_strings = list(stop_strings)
+        self.tokenizer = tokenizer
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        done = [any(s in self.tokenizer.decode(row) for s in self.stop_strings) for row in input_ids.tolist()]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 def _check_plain_positions(inputs: LMInputs) -> None:
     n = inputs.n
     positions = inputs.position_ids
@@ -105,7 +121,7 @@ def generate_under_knockout(
     `inputs`: one sample's decoder inputs ([1, n, d] embeddings, positions 0..n-1); `plan`: blocked spec per layer
     for the prompt's n positions (`flowcheck.engine.knockout.knockout_plan`; None or {} = no knockout, still
     through flowcheck's attention function); new tokens follow `inherit_last_row`. `eos_token_ids`: default the
-    model's generation config; `stop_strings` need `tokenizer` (transformers' StopStringCriteria). Raises
+    model's generation config; `stop_strings` need `tokenizer` (`DecodedStop`). Raises
     UnsupportedModelError for families with multimodal rotary positions or extra decoder inputs, ValueError for
     max_new_tokens < 1 or stop strings without a tokenizer.
     """
@@ -120,7 +136,7 @@ def generate_under_knockout(
     config = owner.generation_config
     eos = list(eos_token_ids) if eos_token_ids is not None else config.eos_token_id
     pad = config.pad_token_id if config.pad_token_id is not None else (eos[0] if isinstance(eos, list) else eos)
-    extra = {"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}
+    extra = {"stopping_criteria": StoppingCriteriaList([DecodedStop(stop_strings, tokenizer)])} if stop_strings else {}
     embeds = inputs.inputs_embeds
     with knockout_plan(decoder, lazy):
         out = owner.generate(
@@ -135,7 +151,9 @@ def generate_under_knockout(
             return_dict_in_generate=True,
             **extra,
         )
-    tokens = out.sequences[0, -len(out.logits) :].tolist()
+    if out.sequences.shape[1] != len(out.logits):
+        raise RuntimeError("generate from inputs_embeds returned the prompt ids too; flowcheck expects new tokens only")
+    tokens = out.sequences[0].tolist()
     eos_set = set([eos] if isinstance(eos, int) else (eos or []))
     if tokens and tokens[-1] in eos_set:
         stopped = "eos"
@@ -144,3 +162,19 @@ def generate_under_knockout(
     else:
         stopped = "max_new_tokens"
     return Generation(tokens, torch.stack([step[0] for step in out.logits]).float().cpu(), stopped)
+
+
+@torch.inference_mode()
+def teacher_forced(decoder: Decoder, inputs: LMInputs, tokens: Sequence[int]) -> LMInputs:
+    """The prompt followed by `tokens` (a generated response fed back, teacher forcing) as one input:
+    [1, n + len(tokens), d] embeddings with positions 0..n+len(tokens)-1 (the positions `generate` gave them).
+
+    Raises UnsupportedModelError as `generate_under_knockout` does for families with multimodal rotary positions
+    or extra decoder inputs.
+    """
+    _check_plain_positions(inputs)
+    if not tokens:
+        return inputs
+    ids = torch.tensor([list(tokens)], dtype=torch.long, device=inputs.inputs_embeds.device)
+    embeds = torch.cat([inputs.inputs_embeds, decoder.input_embeddings()(ids).to(inputs.inputs_embeds.dtype)], dim=1)
+    return LMInputs(embeds, torch.arange(embeds.shape[1], device=embeds.device)[None])
