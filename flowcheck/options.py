@@ -261,6 +261,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="MODEL",
     ),
     OptionSpec("no_report", "--flow-no-report", "do not write reports/<run>/", _bool, False, switch=True),
+    # issue 17 (generation): opt-in analyses
+    OptionSpec(
+        "analyses",
+        "--flow-analyses",
+        "opt-in analyses to run besides the default ones, comma-separated (e.g. open_ended_flow)",
+        _list,
+        [],
+        repeatable=True,
+        metavar="NAMES",
+    ),
 )
 
 # Each option by name, for commands that accept some of the same options (e.g. `flowcheck verify`).

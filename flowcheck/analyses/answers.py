@@ -25,6 +25,16 @@ from flowcheck.engine.generate import Generation, generate_under_knockout
 from flowcheck.models.base import EncodedSample
 
 MODES = ("mc", "open_ended")
+HEADERS = [
+    "model",
+    "dataset",
+    "task",
+    "acc drop (points)",
+    "answers changed",
+    "question",
+    "answer",
+    "answer (knockout)",
+]
 
 
 @cache
@@ -198,7 +208,7 @@ class AnswersUnderKnockout(Analysis):
             return Contribution()
         table = Table(
             "Table 2 — answers without and with cross-frame attention blocked in layers 1 to L/2",
-            ["model", "dataset", "task", "acc drop (points)", "answers changed", "question", "answer", "answer (knockout)"],
+            HEADERS,
             rows,
             "Greedy generation (transformers generate, do_sample=False) with the knockout over the prompt and every "
             "new token; new tokens inherit the last prompt row's blocking pattern (the authors' convention). "
