@@ -169,3 +169,28 @@ def test_text_model_and_refusals():
     with pytest.raises(UnsupportedModelError, match="rotary"):
         generate_under_knockout(decoder, rope3d, None)
     assert len(generate_under_knockout(decoder, inputs, None, max_new_tokens=3).token_ids) <= 3
+
+
+class _SpaceJoined:
+    """A stand-in tokenizer: ids decode to their decimal numbers joined by spaces."""
+
+    def decode(self, ids):
+        return " ".join(str(i) for i in ids)
+
+
+def test_stop_strings_end_generation_on_the_decoded_text():
+    decoder = find_decoder(tiny_llama(layers=2))
+    inputs = embed_text(decoder, text_prompt().input_ids)
+    free = generate_under_knockout(decoder, inputs, None, max_new_tokens=4, eos_token_ids=[VOCAB + 1])
+    assert free.stopped == "max_new_tokens" and len(free.token_ids) == 4
+    stop = f"{free.token_ids[0]} {free.token_ids[1]}"
+    cut = generate_under_knockout(
+        decoder,
+        inputs,
+        None,
+        max_new_tokens=4,
+        eos_token_ids=[VOCAB + 1],
+        stop_strings=[stop],
+        tokenizer=_SpaceJoined(),
+    )
+    assert cut.token_ids == free.token_ids[:2] and cut.stopped == "stop_string"
