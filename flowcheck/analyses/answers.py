@@ -173,12 +173,18 @@ class AnswersUnderKnockout(Analysis):
 
         changed = sorted((item for item in results if item[1]["differ"]), key=rank)  # stable: task order kept
         limit = int(view.info.get(cls.name, {}).get("examples", generation_defaults()[cls.name]["examples"]))
+
+        def side(r: dict, which: str) -> str:
+            same_choice = mc and r["baseline"].get("choice") == r["knockout"].get("choice")
+            text = shown(r[which], r["options"])
+            return f"{text} [generated: {r[which]['text']}]" if same_choice else text
+
         summary["examples"] = [
             {
                 "sample_id": sid,
                 "question": r["question"],
-                "baseline": shown(r["baseline"], r["options"]),
-                "knockout": shown(r["knockout"], r["options"]),
+                "baseline": side(r, "baseline"),
+                "knockout": side(r, "knockout"),
                 "baseline_text": r["baseline"]["text"],
                 "knockout_text": r["knockout"]["text"],
                 "flip": "correct -> wrong" if rank((sid, r)) == 0 else "changed",
@@ -196,7 +202,7 @@ class AnswersUnderKnockout(Analysis):
                 if s is None:
                     continue
                 acc = run.get(task, "accuracy")
-                drop = f"{acc.drop_points:+.1f}" if acc is not None and getattr(acc, "base", 0) > 0 else ""
+                drop = "" if acc is None else (f"{acc.drop_points:+.1f}" if acc.base > 0 else "n/a (none correct)")
                 share = f"{s['changed_share']:.0f}% ({s['changed']} of {s['n']})"
                 if "accuracy_base" in s:
                     share += f"; generated-letter accuracy {s['accuracy_base']:.0f} -> {s['accuracy_knockout']:.0f}"
@@ -212,7 +218,8 @@ class AnswersUnderKnockout(Analysis):
             rows,
             "Greedy generation (transformers generate, do_sample=False) with the knockout over the prompt and every "
             "new token; new tokens inherit the last prompt row's blocking pattern (the authors' convention). "
-            "Multiple-choice prompts show the option named by the first generated token. Examples: up to three per "
+            "Multiple-choice prompts show the option named by the first generated token (and the generated text in "
+            "brackets when only later tokens changed). Examples: up to three per "
             "task whose answer changed, correct -> wrong first, then in task order. Acc drop: first-token letter "
             "scoring over all samples (accuracy analysis).",
         )
