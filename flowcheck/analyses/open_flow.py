@@ -216,6 +216,7 @@ class OpenEndedFlow(Analysis):
             "prompt": info.get("prompt", ""),
             "anchors": info.get("anchors", ""),
             "with_anchor": counts,
+            "labels": info.get("labels", {}),  # condition -> label, in the order of generation.json
             "curves": {},
         }
         for key, c in sorted(curves.items()):
@@ -243,7 +244,8 @@ class OpenEndedFlow(Analysis):
                         f"({summary['n']} samples)"
                     )
                 continue
-            panels: dict[str, Panel] = {}
+            labels = summary.get("labels") or {}
+            panels: dict[str, Panel] = {c: Panel(label) for c, label in labels.items()}
             for key, curve in summary["curves"].items():
                 order, condition = key.split("|", 1)
                 panel = panels.setdefault(condition, Panel(condition.replace("->", " -/-> ")))
@@ -267,7 +269,7 @@ class OpenEndedFlow(Analysis):
                     "whose unblocked argmax is the anchor. "
                     f"Prompt: {summary.get('prompt', '')}; anchors: {summary.get('anchors', '')}.",
                     whose,
-                    list(panels.values()),
+                    [p for p in panels.values() if p.series],
                     suptitle=f"Open-ended flow: {whose}",
                     options={"num_layers": run.num_layers},
                 )
