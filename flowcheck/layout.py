@@ -7,7 +7,7 @@ were replaced by video embeddings. Every span is half-open, ``[start, end)``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import numpy as np
@@ -54,6 +54,7 @@ GROUP_NAMES = (
     "false_options",
     "post",
     "last",
+    "response",
 )
 
 
@@ -66,6 +67,10 @@ class TokenLayout:
     ``(X) text``, `post` the template text between the question and the last position,
     `last` the final input position (where the answer letter is predicted), `frames[i]`
     the video tokens of the i-th temporal group (they partition `video`).
+
+    Open-ended prompts (`open_ended`: the question without options, official-protocol.md 11) have no option
+    spans and ``true_index == -1``. `response` is the generated answer fed back up to, but excluding, `last`
+    (teacher forcing in the open-ended flow analysis; the authors' ``response_before_last``); None otherwise.
     """
 
     n: int
@@ -77,6 +82,7 @@ class TokenLayout:
     true_index: int
     system: Span | None = None
     post: Span | None = None
+    response: Span | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,7 +92,14 @@ class TokenLayout:
         return Span(self.n - 1, self.n)
 
     @property
+    def open_ended(self) -> bool:
+        """True for an open-ended prompt (no options)."""
+        return not self.options
+
+    @property
     def true_option(self) -> Span:
+        if self.open_ended:
+            raise LayoutError("an open-ended prompt has no true option")
         return self.options[self.true_index]
 
     @property
@@ -111,10 +124,10 @@ class TokenLayout:
             case "false_options":
                 return self.false_options
             case "true_option":
-                return (self.true_option,)
+                return () if self.open_ended else (self.true_option,)
             case "last":
                 return (self.last,)
-            case "system" | "post":
+            case "system" | "post" | "response":
                 span = getattr(self, group)
                 return () if span is None else (span,)
             case "video" | "question" | "question_only":
@@ -142,7 +155,7 @@ class TokenLayout:
         ]
         named += [(f"frame:{i}", s) for i, s in enumerate(self.frames)]
         named += [(f"option:{i}", s) for i, s in enumerate(self.options)]
-        for name, span in [*named, ("system", self.system), ("post", self.post)]:
+        for name, span in [*named, ("system", self.system), ("post", self.post), ("response", self.response)]:
             if span is None:
                 continue
             if not 0 <= span.start <= span.end <= n:
@@ -152,9 +165,12 @@ class TokenLayout:
                 raise LayoutError(f"span {name} is empty; every video, frame, question and option span needs tokens")
         if not self.frames:
             raise LayoutError("layout has no frames; give at least one frame span inside the video span")
-        if len(self.options) < 2:
+        if self.open_ended:
+            if self.true_index != -1:
+                raise LayoutError(f"an open-ended layout (no options) needs true_index -1, got {self.true_index}")
+        elif len(self.options) < 2:
             raise LayoutError(f"layout has {len(self.options)} option spans; a multiple-choice question needs two")
-        if not 0 <= self.true_index < len(self.options):
+        elif not 0 <= self.true_index < len(self.options):
             raise LayoutError(f"true option index {self.true_index} is not among {len(self.options)} options")
         if (
             self.frames[0].start != self.video.start
@@ -167,6 +183,10 @@ class TokenLayout:
             top_level.append(("system", self.system))
         if self.post is not None:
             top_level.append(("post", self.post))
+        if self.response is not None:
+            if len(self.response) == 0 or self.response.start < self.question.end:
+                raise LayoutError(f"the response span {self.response} must be non-empty and after the question")
+            top_level.append(("response", self.response))
         for i, (a_name, a) in enumerate(top_level):
             for b_name, b in top_level[i + 1 :]:
                 if a.overlaps(b):
@@ -201,7 +221,7 @@ class TokenLayout:
             "true_index": self.true_index,
             "system": pair(self.system),
             "post": pair(self.post),
-        }
+        } | ({"response": pair(self.response)} if self.response is not None else {})
 
     @classmethod
     def from_dict(cls, d: dict) -> TokenLayout:
@@ -218,6 +238,26 @@ class TokenLayout:
             true_index=d["true_index"],
             system=span(d.get("system")),
             post=span(d.get("post")),
+            response=span(d.get("response")),
+        )
+
+    def with_response(self, added: int) -> TokenLayout:
+        """The layout of this prompt followed by `added` >= 0 teacher-forced response tokens.
+
+        The prompt's last position joins `post`; the new last position is the last added token; the added tokens
+        before it are `response` (None when fewer than two were added). Raises LayoutError for added < 0.
+        """
+        if added < 0:
+            raise LayoutError(f"cannot add {added} response tokens")
+        if added == 0:
+            return self
+        n = self.n + added
+        start = self.post.start if self.post is not None else self.question.end
+        return replace(
+            self,
+            n=n,
+            post=Span(start, self.n),
+            response=Span(self.n, n - 1) if added >= 2 else None,
         )
 
 

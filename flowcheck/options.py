@@ -290,6 +290,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
         repeatable=True,
         metavar="FIELD,...",
     ),
+    # issue 17 (generation): opt-in analyses
+    OptionSpec(
+        "analyses",
+        "--flow-analyses",
+        "opt-in analyses to run besides the default ones, comma-separated (e.g. open_ended_flow)",
+        _list,
+        [],
+        repeatable=True,
+        metavar="NAMES",
+    ),
 )
 
 # Each option by name, for commands that accept some of the same options (e.g. `flowcheck verify`).

@@ -83,6 +83,16 @@ def mc_text(question: str, options: Sequence[str], post: str = POST_QUESTION) ->
     return MCText("".join(parts), question_span, question_only, tuple(option_spans), post_span)
 
 
+def open_text(question: str, post: str = "") -> MCText:
+    """The open-ended prompt's user text: the raw question only, no options, then `post` (default none).
+
+    The authors' open-ended protocol (official-protocol.md 11, VCGBench) asks the question as it is and has no
+    answer prefix; `question` and `question_only` are the same span and `options` is empty.
+    """
+    span = CharSpan(0, len(question))
+    return MCText(question + post, span, span, (), CharSpan(len(question), len(question) + len(post)))
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
     """A full prompt string and the character spans of its named segments.

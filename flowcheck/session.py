@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowcheck.analyses.base import analyses
+from flowcheck.analyses.base import analyses, selected
 from flowcheck.analyses.contract import CACHE_KIND as CONTRACT_KIND
 from flowcheck.analyses.contract import Verification, choose_sample, verification_key, verify
 from flowcheck.analyses.runner import NOT_COMPUTED, AnalysisPlan, ModelResults, run_analyses
@@ -196,7 +196,9 @@ class FlowSession:
             "answer_probability": {"final_norm": bool(self.registry.model_setting(model, "answer_final_norm", False))},
             "pruning": {"pathway": self.pathway(model, handle.num_layers)},
         }
-        return AnalysisPlan(settings=settings, seed=self.options.seed, engine=engine)
+        extra = tuple(getattr(self.options, "analyses", None) or ())
+        names = None if not extra else tuple(dict.fromkeys([*(c.name for c in selected(None)), *extra]))
+        return AnalysisPlan(analyses=names, settings=settings, seed=self.options.seed, engine=engine)
 
     def verification(self, model: str, compute: bool = True) -> Verification | None:
         """The adapter contract (`flowcheck.analyses.contract`) of `model` on one sample of the run's first dataset,

@@ -49,6 +49,9 @@ BUILTIN_MODULES = (
     "flowcheck.analyses.pruning",
     # issue 18: beyond the paper (after answer_probability, whose forward it shares)
     "flowcheck.analyses.early_exit",
+    # issue 17 parts 1 and 4 (generation): answers under knockout, open-ended flow
+    "flowcheck.analyses.answers",
+    "flowcheck.analyses.open_flow",
 )
 
 
@@ -158,6 +161,7 @@ class Analysis:
     title: ClassVar[str] = ""
     summary_type: ClassVar[type | None] = None  # a dataclass with to_dict(); None: summaries are plain dicts
     provides_baseline: ClassVar[bool] = False  # True for the one analysis whose results give `baseline()`
+    opt_in: ClassVar[bool] = False  # True: runs only when named (option --flow-analyses), not by default
 
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
@@ -296,10 +300,11 @@ def analysis(name: str) -> type[Analysis]:
 
 
 def selected(names: Iterable[str] | None) -> list[type[Analysis]]:
-    """The registered analyses to run: all of them (None), or those named, in registry order."""
+    """The registered analyses to run: all of them except the opt-in ones (None), or those named, in registry
+    order."""
     known = analyses()
     if names is None:
-        return list(known.values())
+        return [cls for cls in known.values() if not cls.opt_in]
     wanted = set(names)
     unknown = wanted - set(known)
     if unknown:

@@ -104,6 +104,15 @@ class ModelAdapter(ABC):
         model; the others raise `AdapterError` (see `video_input`).
         """
 
+    def encode_open_ended(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
+        """Encode `sample` with the open-ended prompt: the question without options and without the answer
+        prefix (`flowcheck.prompt.open_text`); the layout has no options (``true_index == -1``) and the encoded
+        sample no option ids. Raises AdapterError for families that have no open-ended prompt."""
+        raise AdapterError(
+            f"the {self.family} adapter has no open-ended prompt mode; the open-ended analyses run on "
+            "transformers-native families (HFVideoAdapter)"
+        )
+
     def video_input(self, frames: VideoFrames | np.ndarray) -> VideoFrames:
         """`frames` as `VideoFrames`; raises `AdapterError` when this family needs times and they are unknown.
 

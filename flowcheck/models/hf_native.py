@@ -27,6 +27,7 @@ from flowcheck.prompt import (
     SYSTEM_MVBENCH_TURN,
     RenderedPrompt,
     mc_text,
+    open_text,
     token_span,
 )
 
@@ -96,6 +97,7 @@ class HFVideoAdapter(ModelAdapter):
         # How the last prompt was rendered (template and file, system placement, content style):
         # for the report's run table. Keys and values are strings.
         self.prompt_notes: dict[str, str] = dict(self.default_prompt_notes)
+        self.open_ended = False  # True only inside encode_open_ended
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **options: Any) -> HFVideoAdapter:
@@ -147,10 +149,11 @@ class HFVideoAdapter(ModelAdapter):
         video_text = self.tokenizer.convert_ids_to_tokens(self.placeholder_token_id())
         rendered, notes = render_chat(
             source,
-            mc_text(sample.question, sample.options),
+            open_text(sample.question) if self.open_ended else mc_text(sample.question, sample.options),
             self.system_prompt,
             mode=self.system_mode,
             video_text=video_text,
+            answer_prefix="" if self.open_ended else ANSWER_PREFIX,
         )
         bos = self.tokenizer.bos_token
         if bos and rendered.text.startswith(bos) and self.tokenizer("x").input_ids[:1] == [self.tokenizer.bos_token_id]:
@@ -253,15 +256,25 @@ class HFVideoAdapter(ModelAdapter):
             frames=self.frame_spans(video, blocks, model_inputs, frames),
             question=question,
             question_only=span("question_only"),
-            options=tuple(span(f"option:{i}") for i in range(len(sample.options))),
-            true_index=sample.answer_index,
+            options=() if self.open_ended else tuple(span(f"option:{i}") for i in range(len(sample.options))),
+            true_index=-1 if self.open_ended else sample.answer_index,
             system=Span(0, video.start) if video.start > 0 else None,
             post=Span(question.end, n - 1) if question.end < n - 1 else None,
         )
         captured = capture_decoder_inputs(self.model, self.decoder, model_inputs)
         inputs = lm_inputs_from_capture(captured)
         self.check_video_rows(inputs, expanded, video)
-        return EncodedSample(sample.id, layout, inputs, self.option_ids(len(sample.options)), expanded)
+        option_ids = () if self.open_ended else self.option_ids(len(sample.options))
+        return EncodedSample(sample.id, layout, inputs, option_ids, expanded)
+
+    def encode_open_ended(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
+        """`encode` with the open-ended prompt (the question without options, no answer prefix; the system
+        prompt is this family's usual one). The layout has no options and ``true_index == -1``."""
+        self.open_ended = True
+        try:
+            return self.encode(sample, frames)
+        finally:
+            self.open_ended = False
 
     def check_video_rows(self, inputs, expanded: torch.Tensor, video: Span) -> None:
         """The captured embeddings differ from token embeddings exactly on the video block."""
