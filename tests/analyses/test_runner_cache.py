@@ -6,6 +6,7 @@ import pytest
 from tiny_checkpoint import save_tiny_checkpoint
 
 import flowcheck
+from flowcheck.analyses.base import analyses
 from flowcheck.analyses.runner import AnalysisPlan, run_analyses, video_key
 from flowcheck.analyses.summary import summarise
 from flowcheck.cache import ResultCache, merge_caches
@@ -140,4 +141,7 @@ def test_cache_keys_are_those_of_the_per_analysis_runner(setup, tmp_path):
     }
     for kind, parameters in expected.items():
         assert cache.get(kind, cache_key({**desc, **parameters})) is not None, kind
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
+    # analyses added since then write their own kinds (their keys are checked by their own tests)
+    default = {name for name, cls in analyses().items() if not getattr(cls, "opt_in", False)}
+    written = {p.name for p in tmp_path.iterdir()}
+    assert set(expected) <= written <= default  # (accuracy reads the sweep's entries: no kind of its own)
