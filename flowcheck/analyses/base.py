@@ -45,6 +45,10 @@ BUILTIN_MODULES = (
     "flowcheck.analyses.answer_probability",
     "flowcheck.analyses.logit_lens",
     "flowcheck.analyses.pruning",
+    # issue 17 parts 2 and 3: attention maps (Fig. 6), per-frame logit lens (Fig. 5), alignment under knockout
+    "flowcheck.analyses.attention_maps",
+    "flowcheck.analyses.frame_lens",
+    "flowcheck.analyses.lens_alignment",
 )
 
 
