@@ -27,9 +27,9 @@ def task_of(view: TaskView, sample_id: str) -> str:
     return next((b.task for b in view.baselines if b.sample_id == sample_id), "")
 
 
-def rounded(values: Any, digits: int = 4) -> Any:
-    """Nested lists of floats rounded to `digits` significant digits (cached results stay small; a log colour
-    scale needs relative, not absolute, precision)."""
+def rounded(values: Any, digits: int = 6) -> Any:
+    """Nested lists of floats rounded to `digits` significant digits (cached results stay small; weights in
+    [0, 1] keep an absolute error below 1e-6)."""
     if isinstance(values, (list, tuple)):
         return [rounded(v, digits) for v in values]
     return float(f"{float(values):.{digits}g}")
