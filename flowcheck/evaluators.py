@@ -359,3 +359,28 @@ def _random(spec: ClaimSpec, e: Evidence) -> ClaimResult:
 
 evaluator("route_no_direct_video_to_last", default=True)(_flat("video->last"))
 evaluator("route_last_to_last_flat", default=True)(_flat("last->last"))
+
+
+# issue 17 part 3: alignment through cross-frame attention.
+@evaluator("temporal_alignment_needs_cross_frame", default=True)
+def _alignment(spec: ClaimSpec, e: Evidence) -> ClaimResult:
+    """Temporal keyword hits drop by >= min_temporal_drop_pct (mean of per-sample relative drops) and the paired
+    bootstrap interval of (temporal drop - |spatial change|) lies above min_gap_pct."""
+    s, t = e.summary, e.thresholds
+    a = _analysis(s, "lens_alignment", "logit-lens alignment")
+    require_samples(s, a.get("n_paired", 0), t, "correctly answered samples with temporal and spatial keyword hits")
+    passed = a["temporal_drop_pct"] >= t["min_temporal_drop_pct"] and a["gap_low"] > t["min_gap_pct"]
+    return claim_result(
+        spec,
+        s,
+        passed,
+        {
+            "temporal_drop_pct": a["temporal_drop_pct"],
+            "spatial_abs_change_pct": a["spatial_abs_change_pct"],
+            "gap_pct": a["gap_pct"],
+            "gap_ci": f"[{a['gap_low']:.3g}, {a['gap_high']:.3g}]",
+            "n": a["n_paired"],
+        },
+        t,
+        "keyword hits in video tokens with cross-frame attention blocked in layers 1 to L/2 vs unblocked",
+    )

@@ -66,7 +66,10 @@ class TokenLayout:
     `question_only` the question text without options, `options[i]` the i-th option
     ``(X) text``, `post` the template text between the question and the last position,
     `last` the final input position (where the answer letter is predicted), `frames[i]`
-    the video tokens of the i-th temporal group (they partition `video`).
+    the video tokens of the i-th temporal group (they partition `video`). `frame_grid` is the
+    (rows, columns) token grid of every frame, declared by the model adapter when a frame's tokens
+    are its patches in row-major order (e.g. LLaVA-NeXT-Video's pooled 12 x 12); None when the
+    family's frames are not a grid (extra separator, CLS or newline tokens): a 1-D strip.
 
     Open-ended prompts (`open_ended`: the question without options, official-protocol.md 11) have no option
     spans and ``true_index == -1``. `response` is the generated answer fed back up to, but excluding, `last`
@@ -83,6 +86,7 @@ class TokenLayout:
     system: Span | None = None
     post: Span | None = None
     response: Span | None = None
+    frame_grid: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -109,6 +113,15 @@ class TokenLayout:
     @property
     def tokens_per_frame(self) -> tuple[int, ...]:
         return tuple(len(f) for f in self.frames)
+
+    def video_cells(self) -> list[tuple[int, int, int]]:
+        """(frame, row, column) of every video position, in order: the frame's token grid (`frame_grid`), or a
+        1-D strip (row 0, column = index within the frame) when the frames are not a grid."""
+        cells = []
+        for f, span in enumerate(self.frames):
+            width = self.frame_grid[1] if self.frame_grid else max(len(span), 1)
+            cells += [(f, i // width, i % width) for i in range(len(span))]
+        return cells
 
     def spans(self, group: str) -> tuple[Span, ...]:
         """The spans of a named group: one of `GROUP_NAMES`, ``frame:<i>`` or ``option:<i>``."""
@@ -165,6 +178,13 @@ class TokenLayout:
                 raise LayoutError(f"span {name} is empty; every video, frame, question and option span needs tokens")
         if not self.frames:
             raise LayoutError("layout has no frames; give at least one frame span inside the video span")
+        if self.frame_grid is not None:
+            rows, cols = self.frame_grid
+            if rows < 1 or cols < 1 or any(len(f) != rows * cols for f in self.frames):
+                raise LayoutError(
+                    f"frame grid {rows} x {cols} does not match the frames' token counts {self.tokens_per_frame}; "
+                    "declare a grid only when every frame is exactly rows x columns tokens (else None: a 1-D strip)"
+                )
         if self.open_ended:
             if self.true_index != -1:
                 raise LayoutError(f"an open-ended layout (no options) needs true_index -1, got {self.true_index}")
@@ -211,7 +231,7 @@ class TokenLayout:
         def pair(s: Span | None) -> list[int] | None:
             return None if s is None else [s.start, s.end]
 
-        return {
+        out = {
             "n": self.n,
             "video": pair(self.video),
             "frames": [pair(s) for s in self.frames],
@@ -221,7 +241,12 @@ class TokenLayout:
             "true_index": self.true_index,
             "system": pair(self.system),
             "post": pair(self.post),
-        } | ({"response": pair(self.response)} if self.response is not None else {})
+        }
+        if self.response is not None:  # absent when None: layouts stored before responses existed read the same
+            out["response"] = pair(self.response)
+        if self.frame_grid is not None:  # absent when None: layouts stored before grids existed read the same
+            out["frame_grid"] = list(self.frame_grid)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> TokenLayout:
@@ -239,6 +264,7 @@ class TokenLayout:
             system=span(d.get("system")),
             post=span(d.get("post")),
             response=span(d.get("response")),
+            frame_grid=tuple(d["frame_grid"]) if d.get("frame_grid") else None,
         )
 
     def with_response(self, added: int) -> TokenLayout:

@@ -287,6 +287,21 @@ RISE = [5, 10, 10, 60, 80, 90, 95, 95]
 TRUE_LATE = [0, 0, 0, 0, 0, 50, 50, 50]
 FALSE_LATE = [90, 90, 90, 90, 90, 49, 10, 10]
 
+
+def aligned(temporal_drop: float, spatial_change: float, low: float, high: float, n_paired: int = 12) -> TaskSummary:
+    """A summary carrying only a lens_alignment summary (gap = temporal drop - |spatial change|, its CI given)."""
+    alignment = {
+        "n": 20,
+        "n_paired": n_paired,
+        "temporal_drop_pct": temporal_drop,
+        "spatial_abs_change_pct": spatial_change,
+        "gap_pct": temporal_drop - spatial_change,
+        "gap_low": low,
+        "gap_high": high,
+    }
+    return replace(summary(), analyses={"lens_alignment": alignment})
+
+
 # One holding case per claim (claim -> summary, other models' summaries, model settings). The table starts from
 # them; the override and evidence tests below turn each into a failure or "not evaluable" by the registry alone.
 HOLDING: dict[str, tuple[TaskSummary, dict | None, dict | None]] = {
@@ -321,6 +336,8 @@ HOLDING: dict[str, tuple[TaskSummary, dict | None, dict | None]] = {
     "pruning_parity": (summary(n=300, n_correct=240, pruning=pruned(80.0, 79.0, 50.0)), None, None),
     # 80 - 75 = 5.0 >= 5.0 ("at least")
     "random_pruning_hurts": (summary(n=300, n_correct=240, pruning=pruned(80.0, 79.5, 75.0)), None, None),
+    # temporal drop 20.0 >= 20.0 ("at least"); gap 20 - 5 = 15 with CI low 0.5 > 0
+    "temporal_alignment_needs_cross_frame": (aligned(20.0, 5.0, 0.5, 30.0), None, None),
 }
 
 Expected = Holds | Fails | Unevaluable
@@ -824,6 +841,43 @@ CASES = [
         id="zero-accuracy",
     ),
     row("random_pruning_hurts", summary(), Unevaluable("no pruning results for m on t"), id="no-pruning"),
+    # --- C3 temporal_alignment_needs_cross_frame: temporal drop >= 20 % and the gap's CI low > 0
+    holding(
+        "temporal_alignment_needs_cross_frame",
+        Holds(
+            {"temporal_drop_pct": 20.0, "spatial_abs_change_pct": 5.0, "gap_pct": 15.0, "gap_ci": "[0.5, 30]", "n": 12}
+        ),
+    ),
+    # 19.9 < 20: too small a temporal drop although the gap is clear
+    row(
+        "temporal_alignment_needs_cross_frame",
+        aligned(19.9, 0.0, 10.0, 30.0),
+        Fails(
+            {"temporal_drop_pct": 19.9, "spatial_abs_change_pct": 0.0, "gap_pct": 19.9, "gap_ci": "[10, 30]", "n": 12}
+        ),
+        id="small-drop",
+    ),
+    # spatial hits change as much: CI low exactly 0 is not above 0
+    row(
+        "temporal_alignment_needs_cross_frame",
+        aligned(40.0, 35.0, 0.0, 10.0),
+        Fails(
+            {"temporal_drop_pct": 40.0, "spatial_abs_change_pct": 35.0, "gap_pct": 5.0, "gap_ci": "[0, 10]", "n": 12}
+        ),
+        id="spatial-changes-too",
+    ),
+    row(
+        "temporal_alignment_needs_cross_frame",
+        aligned(40.0, 0.0, 10.0, 50.0, n_paired=9),
+        Unevaluable("9 correctly answered samples with temporal and spatial keyword hits"),
+        id="9-samples",
+    ),
+    row(
+        "temporal_alignment_needs_cross_frame",
+        summary(),
+        Unevaluable("no logit-lens alignment results for m on t"),
+        id="no-alignment",
+    ),
 ]
 
 
@@ -877,6 +931,8 @@ STRICTER = {
     "pruning_parity": {"max_loss_points": 0.5},
     # loss 5 < 5.5
     "random_pruning_hurts": {"min_loss_points": 5.5},
+    # drop 20 < 25
+    "temporal_alignment_needs_cross_frame": {"min_temporal_drop_pct": 25.0},
 }
 
 

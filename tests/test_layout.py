@@ -80,3 +80,19 @@ def test_video_after_question_is_rejected():
 def test_dict_round_trip():
     lay = layout(true_index=1)
     assert TokenLayout.from_dict(lay.to_dict()) == lay
+
+
+def test_frame_grid_cells_and_validation():
+    from dataclasses import replace
+
+    from flowcheck.layout import LayoutError, synthetic_layout
+
+    layout = synthetic_layout(system=2, frames=3, tokens_per_frame=6, question_only=2, option_lengths=[2, 2], post=1)
+    strip = layout.video_cells()
+    assert strip[:7] == [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 0, 3), (0, 0, 4), (0, 0, 5), (1, 0, 0)]
+    grid = replace(layout, frame_grid=(2, 3))
+    assert grid.video_cells()[:7] == [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 1, 0), (0, 1, 1), (0, 1, 2), (1, 0, 0)]
+    assert TokenLayout.from_dict(grid.to_dict()) == grid
+    assert "frame_grid" not in layout.to_dict()  # layouts stored before grids existed read back the same
+    with pytest.raises(LayoutError, match="frame grid 2 x 2 does not match"):
+        replace(layout, frame_grid=(2, 2))

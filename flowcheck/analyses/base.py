@@ -52,6 +52,10 @@ BUILTIN_MODULES = (
     # issue 17 parts 1 and 4 (generation): answers under knockout, open-ended flow
     "flowcheck.analyses.answers",
     "flowcheck.analyses.open_flow",
+    # issue 17 parts 2 and 3: attention maps (Fig. 6), per-frame logit lens (Fig. 5), alignment under knockout
+    "flowcheck.analyses.attention_maps",
+    "flowcheck.analyses.frame_lens",
+    "flowcheck.analyses.lens_alignment",
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,15 @@ class KeywordLists:
     lists: dict[str, list[str]]
     token_ids: dict[str, list[int]]
     multi_token: list[str]
+    words: dict[int, str] = field(default_factory=dict)  # token id -> the first word of its list that maps to it
 
     @property
     def all_ids(self) -> list[int]:
         return sorted({i for ids in self.token_ids.values() for i in ids})
+
+    def list_of(self) -> dict[int, str]:
+        """Token id -> the name of the list it belongs to (lists share no token: `resolve_keywords`)."""
+        return {tid: name for name, ids in self.token_ids.items() for tid in ids}
 
 
 class KeywordError(ValueError):
@@ -102,7 +107,30 @@ def resolve_keywords(tokenizer, lists: Mapping[str, Sequence[str]], multi_token:
                 clashes.append(f"{words_of[(a, tid)]} in {a!r} and {words_of[(b, tid)]} in {b!r} (token {tid})")
     if clashes:
         raise KeywordError(f"keyword lists share tokens: {'; '.join(clashes)}; a hit must belong to one list")
-    return KeywordLists({k: list(v) for k, v in lists.items()}, token_ids, several)
+    words = {tid: names[0] for (_, tid), names in words_of.items()}
+    return KeywordLists({k: list(v) for k, v in lists.items()}, token_ids, several, words)
+
+
+def setup_keywords(setup: Setup, fallback: str = "logit_lens") -> KeywordLists:
+    """The keyword lists of an analysis: its own ``keywords`` setting, else those of analysis `fallback` (the
+    logit lens: the registry's or the dataset's lists). Raises AnalysisUnavailable when none is set or the lists
+    do not fit the model's vocabulary (`resolve_keywords`)."""
+    source = setup.settings.get("keywords") or setup.plan.setting(fallback).get("keywords")
+    if not source:
+        raise AnalysisUnavailable("no keyword list is set (logit_lens keywords)")
+    try:
+        return resolve_keywords(setup.model.tokenizer, load_keyword_file(source)["lists"])
+    except KeywordError as err:
+        raise AnalysisUnavailable(f"keywords {source!r}: {err}") from None
+
+
+def list_hits(top1: np.ndarray, keywords: KeywordLists) -> dict[str, list[int]]:
+    """Per list, [L] counts of video positions whose top-1 token (`top1` [L, video positions]) is one of its
+    keywords."""
+    return {
+        name: [int(np.isin(top1[layer], ids).sum()) for layer in range(top1.shape[0])]
+        for name, ids in keywords.token_ids.items()
+    }
 
 
 @torch.inference_mode()

@@ -74,11 +74,52 @@ class LensPanel:
     mean_layers: dict[str, float] = field(default_factory=dict)
 
 
+KEYWORD_LIST_COLOURS = {"spatial": "#1F77B4", "temporal": "#E4572E"}  # overlay words: spatial blue, temporal red
+
+
+@dataclass
+class TileGrid:
+    """A grid of small heatmaps (the paper's Fig. 6): `tiles[r][c]` is one [h][w] map (a frame's token grid, or
+    [1][tokens] for a 1-D strip) at row `row_labels[r]` (e.g. a layer) and column `col_labels[c]` (a frame)."""
+
+    title: str
+    row_labels: Sequence[str]
+    col_labels: Sequence[str]
+    tiles: Sequence[Sequence[Sequence[Sequence[float]]]]
+
+
+@dataclass
+class WordCell:
+    """One word drawn on a frame: frame `frame`, token-grid cell (`row`, `col`) of a `rows` x `cols` grid, the
+    keyword list it belongs to (its colour)."""
+
+    frame: int
+    row: int
+    col: int
+    word: str
+    list_name: str
+
+
+@dataclass
+class FrameOverlay:
+    """Words on a strip of frames (the paper's Fig. 5): `frames` are PNG images (base64) of the sampled frames;
+    one strip per row label (a layer group) with its `cells`; `grid` (rows, cols) of every frame's tokens (1 x k
+    for a 1-D strip)."""
+
+    title: str
+    frames: Sequence[str]
+    grid: tuple[int, int]
+    row_labels: Sequence[str]
+    cells: Sequence[Sequence[WordCell]]
+    colours: dict[str, str] = field(default_factory=lambda: dict(KEYWORD_LIST_COLOURS))
+
+
 @dataclass
 class Figure:
-    """One figure: ``kind`` "lines" (`Panel`s: mean curves with CI bands, one panel per task) or "bars"
-    (`LensPanel`s). `file` is the PNG's name in the run folder; `options` are passed to the drawing function
-    (ylabel, num_layers, zero_line, ylim)."""
+    """One figure: ``kind`` "lines" (`Panel`s: mean curves with CI bands, one panel per task), "bars"
+    (`LensPanel`s), "tiles" (`TileGrid`s side by side on one log colour scale) or "overlay" (one `FrameOverlay`).
+    `file` is the PNG's name in the run folder; `options` are passed to the drawing function (ylabel, num_layers,
+    zero_line, ylim; tiles: colorbar_label)."""
 
     title: str
     file: str

@@ -140,6 +140,10 @@ def flowcheck_attention(module, query, key, value, attention_mask, **kwargs):
         for extra in specs[1:]:
             rows = rows | _query_rows(materialize(extra, kv_len, query.device), q_len)
     if prefix is not None:
+        if _OBSERVER.get() is not None:
+            raise RuntimeError(
+                "attention weights cannot be observed in the fast engine's shared-prefix mode; observe a full forward"
+            )
         boolean = attention_mask is None or attention_mask.dtype == torch.bool
         if boolean and prefix_attention.supports(kwargs) and _BACKEND.get() == "sdpa":
             allowed = _allowed(attention_mask, rows, query, kv_len)
@@ -152,6 +156,9 @@ def flowcheck_attention(module, query, key, value, attention_mask, **kwargs):
     if rows is not None:
         attention_mask = _restrict(attention_mask, rows, query, kv_len)
         kwargs["is_causal"] = False
+    observer = _OBSERVER.get()
+    if observer is not None:
+        observer(module, query, key, attention_mask, kwargs)
     if _BACKEND.get() == "flex":
         from flowcheck.engine.flex import flex_attention_forward
 
@@ -180,6 +187,26 @@ def _allowed(attention_mask: torch.Tensor | None, rows: torch.Tensor | None, que
 
 
 _BACKEND: ContextVar[str] = ContextVar("flowcheck_attention_backend", default="sdpa")
+
+Observer = Callable[..., None]
+"""Called as ``observer(module, query, key, mask, kwargs)`` by every attention call of a full forward, with the
+queries [B, H, q_len, d] and keys [B, Hk, kv_len, d] after RoPE and the final mask (boolean or additive,
+[B or 1, 1, q_len, kv_len], knockout applied; None: causal) that sdpa receives
+(`flowcheck.engine.attention_weights`)."""
+
+_OBSERVER: ContextVar[Observer | None] = ContextVar("flowcheck_attention_observer", default=None)
+
+
+@contextmanager
+def observing(observer: Observer) -> Iterator[None]:
+    """Every flowcheck attention call inside is shown to `observer` before it runs (one observer at a time)."""
+    if _OBSERVER.get() is not None:
+        raise RuntimeError("an attention observer is already active; observers do not nest")
+    token = _OBSERVER.set(observer)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
 
 
 @contextmanager

@@ -67,6 +67,9 @@ class ModelAdapter(ABC):
     model_types: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
     needs_times: ClassVar[bool] = False  # the processor or prompt shows the frames' times to the model
+    # Why this family's frames have no (rows, columns) token grid (`TokenLayout.frame_grid`); maps fall back to a
+    # 1-D strip per frame. Families with a grid override `frame_grid`.
+    no_frame_grid: ClassVar[str] = "this family declares no per-frame token grid"
 
     def __init__(self, model: nn.Module, processor: Any, *, name: str, num_frames: int) -> None:
         self.model = model.eval()

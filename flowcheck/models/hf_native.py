@@ -209,6 +209,13 @@ class HFVideoAdapter(ModelAdapter):
         bounds = [video.start] + [g.end for g in groups[:-1]] + [video.end]
         return tuple(Span(a, b) for a, b in pairwise(bounds))
 
+    def frame_grid(
+        self, model_inputs: dict[str, Any], frames: np.ndarray, groups: tuple[Span, ...]
+    ) -> tuple[int, int] | None:
+        """(rows, columns) of every temporal group's tokens (`groups`) when they are the frame's patches in
+        row-major order; None (the default) when they are not a grid (`no_frame_grid` says why)."""
+        return None
+
     # -- the shared encoder ------------------------------------------------------------------------
     def encode(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
         video_frames = self.video_input(frames)
@@ -250,16 +257,18 @@ class HFVideoAdapter(ModelAdapter):
 
         n = len(expanded)
         question = span("question")
+        groups = self.frame_spans(video, blocks, model_inputs, frames)
         layout = TokenLayout(
             n=n,
             video=video,
-            frames=self.frame_spans(video, blocks, model_inputs, frames),
+            frames=groups,
             question=question,
             question_only=span("question_only"),
             options=() if self.open_ended else tuple(span(f"option:{i}") for i in range(len(sample.options))),
             true_index=-1 if self.open_ended else sample.answer_index,
             system=Span(0, video.start) if video.start > 0 else None,
             post=Span(question.end, n - 1) if question.end < n - 1 else None,
+            frame_grid=self.frame_grid(model_inputs, frames, groups),
         )
         captured = capture_decoder_inputs(self.model, self.decoder, model_inputs)
         inputs = lm_inputs_from_capture(captured)

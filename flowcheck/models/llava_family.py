@@ -26,6 +26,7 @@ class LlavaOnevisionAdapter(HFVideoAdapter):
     model_types = ("llava_onevision",)
     description = "LLaVA-OneVision (frames pooled 2x, one trailing newline token)"
     model_class = LlavaOnevisionForConditionalGeneration
+    no_frame_grid = "the last frame's span also holds the trailing newline embedding"
 
     def frame_spans(
         self, video: Span, blocks: list[Span], model_inputs: dict[str, Any], frames: np.ndarray
@@ -45,6 +46,7 @@ class VideoLlavaAdapter(HFVideoAdapter):
     model_types = ("video_llava",)
     description = "Video-LLaVA (LanguageBind; every frame's patches and CLS)"
     model_class = VideoLlavaForConditionalGeneration
+    no_frame_grid = "every frame's tokens are its patches plus a CLS token"
 
     def processor_inputs(self, text: str, video: VideoFrames, sample: Sample) -> dict:
         return dict(self.processor(text=text, videos=[np.asarray(video.frames)], return_tensors="pt"))

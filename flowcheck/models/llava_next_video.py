@@ -15,6 +15,13 @@ class LlavaNextVideoAdapter(HFVideoAdapter):
     description = "LLaVA-NeXT-Video (llava-hf/LLaVA-NeXT-Video-7B-hf and the bundled tiny models)"
     model_class = LlavaNextVideoForConditionalGeneration
 
+    def frame_grid(self, model_inputs, frames, groups) -> tuple[int, int]:
+        """The pooled patch grid: (image_size / patch_size / spatial_pool_stride) squared, row-major (transformers'
+        ``LlavaNextVideoPooler`` pools the [side, side] patch map and flattens it row by row)."""
+        config = self.model.config
+        side = config.vision_config.image_size // config.vision_config.patch_size // config.spatial_pool_stride
+        return side, side
+
     @property
     def tokens_per_frame(self) -> int | None:
         config = self.model.config

@@ -38,6 +38,17 @@ class _QwenAdapter(HFVideoAdapter):
     def temporal_groups(self, model_inputs: dict[str, Any], frames: np.ndarray) -> int:
         return int(model_inputs["video_grid_thw"][0][0])
 
+    no_frame_grid = "the temporal groups carry timestamp text besides their merged patches"
+
+    def frame_grid(self, model_inputs: dict[str, Any], frames: np.ndarray, groups) -> tuple[int, int] | None:
+        """The merged patch grid (h / m, w / m) of ``video_grid_thw`` with m the vision config's
+        ``spatial_merge_size``, row-major (the merger reads m x m blocks in raster order); None when a temporal group
+        holds other tokens too (Qwen3-VL's timestamps)."""
+        _, h, w = (int(v) for v in model_inputs["video_grid_thw"][0])
+        merge = int(getattr(self.model.config.vision_config, "spatial_merge_size", 2))
+        grid = (h // merge, w // merge)
+        return grid if all(len(g) == grid[0] * grid[1] for g in groups) else None
+
 
 @register
 class Qwen2VLAdapter(_QwenAdapter):
