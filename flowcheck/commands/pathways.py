@@ -136,7 +136,13 @@ def render(entry: dict) -> str:
             f"{d['effective_accuracy']:.1f}%, random {d['random_accuracy']:.1f}%, kept {d['kept_fraction']:.3f}"
         )
     m = entry.get("minimal")
-    if m:
+    if m and not m["within_tolerance"]:
+        lines.append(
+            f"Minimal pathways: none searched: the spec used already loses "
+            f"{m['full_accuracy'] - m['accuracy']:.1f} points on the validation samples (tolerance "
+            f"{m['max_loss_points']} points, the pruning_parity claim's)"
+        )
+    elif m:
         lines.append(
             f"Minimal pathways ({m['forwards']} forwards{', budget reached' if m['exhausted'] else ''}): "
             f"{m['spec']} -> accuracy {m['accuracy']:.1f}% (full {m['full_accuracy']:.1f}%, tolerance "
