@@ -11,10 +11,10 @@ in every case, so the report can show the model's own ranges beside the ones use
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from flowcheck.analyses.base import Analysis, AnalysisUnavailable, ReportInput, Setup, TaskView, analysis, register
@@ -197,6 +197,13 @@ def summarise_pruning(samples: Sequence[PruningSample], *, seed: int = 0, n_boot
     )
 
 
+def _video_label(video: Any) -> str:
+    """``<folder>/<file>`` of a sample's video: the cluster of the random control's bootstrap (questions about one
+    video resample together), portable across machines."""
+    path = Path(str(video))
+    return f"{path.parent.name}/{path.name}"
+
+
 def _paper_numbers() -> dict:
     return json.loads(resources.files("flowcheck.specs").joinpath("pathways.json").read_text())["models"]
 
@@ -277,7 +284,7 @@ class Pruning(Analysis):
             self.spec,
             seeds=self.seeds,
             random_mode=self.random_mode,
-            video=os.path.basename(str(sample.video)),
+            video=_video_label(sample.video),
             **self.setup.plan.engine,
         )
         return asdict(pruned)
