@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("flowcheck.commands.merge", "combine result caches (e.g. of shards)"),
     "models": ("flowcheck.commands.models", "supported model families and known checkpoints"),
     "verify": ("flowcheck.commands.verify", "check a model adapter's contract on a real checkpoint (one sample)"),
+    "pathways": ("flowcheck.commands.pathways", "each model's own effective pathways: discovered, validated, minimal"),
 }
 
 

@@ -286,15 +286,184 @@ def count_allowed(n: int, rects: Sequence[Rect]) -> int:
 # Effective pathways (Table 3) and the random control
 
 
+ROUTE_MODES = ("keep", "block")
+NO_LAYER = "none"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route of a `RouteSpec`: a `Block` and the layers it refers to (0-indexed, inclusive; None: no layer).
+
+    Written ``SOURCE->TARGET@FIRST-LAST`` with layers counted from 1, as everywhere flowcheck shows layers
+    (README "Layers are counted from 1"; the paper's Table 3 and figures): ``video->question@6-20`` is layers 5..19
+    of the Python API. ``@7`` is one layer, ``@none`` no layer, no ``@`` every layer.
+    """
+
+    block: Block
+    layers: tuple[int, int] | None
+
+    def covers(self, layer: int) -> bool:
+        """Whether 0-indexed `layer` lies in the route's range."""
+        return self.layers is not None and self.layers[0] <= layer <= self.layers[1]
+
+    def text(self, num_layers: int) -> str:
+        """The route in the spec syntax (layers from 1; no ``@`` when the range is every layer)."""
+        if self.layers is None:
+            return f"{self.block}@{NO_LAYER}"
+        a, b = self.layers
+        if (a, b) == (0, num_layers - 1):
+            return str(self.block)
+        return f"{self.block}@{a + 1}" if a == b else f"{self.block}@{a + 1}-{b + 1}"
+
+
+def _parse_layers(token: str, text: str, num_layers: int) -> tuple[int, int] | None:
+    """``"6-20"`` / ``"7"`` / ``"none"`` (layers from 1) as a 0-indexed inclusive range; errors name `token`."""
+    if token.strip().lower() == NO_LAYER:
+        return None
+    parts = token.split("-")
+    try:
+        first, last = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else (None, None)
+    except ValueError:
+        first = last = None
+    if first is None or last is None:
+        raise ConditionError(
+            f"cannot read layers {token!r} in {text!r}: write FIRST-LAST (layers counted from 1, inclusive), "
+            f"one layer, or {NO_LAYER!r}"
+        )
+    if not 1 <= first <= last <= num_layers:
+        raise ConditionError(
+            f"layers {token!r} in {text!r} are not a range inside 1..{num_layers} (layers count from 1, inclusive)"
+        )
+    return first - 1, last - 1
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """Routes with layer ranges, applied as attention knockout in every layer at once.
+
+    ``mode="block"``: each route's edges are removed in the layers of its range (knockout, the paper's Figs. 2-3
+    with explicit layers). ``mode="keep"`` (keep-only, sufficiency): among the listed routes' edges, a route's edges
+    are kept only in the layers of its range and removed in every other layer; an edge several listed routes cover
+    is kept in a layer only when each of them keeps it (a ``cross_frame`` range inside a ``video->video`` one);
+    edges of no listed route are never touched. The paper's effective pathways are one keep-only spec
+    (`PathwaySpec.routes`, official-protocol.md 7.1).
+
+    Syntax (`parse`): routes separated by commas, ``video->question@6-20, question->last@16-25, video->last@none``.
+    """
+
+    num_layers: int
+    routes: tuple[Route, ...]
+    mode: str = "keep"
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ROUTE_MODES:
+            raise ConditionError(f"unknown route-spec mode {self.mode!r}; use one of {', '.join(ROUTE_MODES)}")
+        for route in self.routes:
+            if route.layers is not None and not 0 <= route.layers[0] <= route.layers[1] < self.num_layers:
+                raise ConditionError(
+                    f"route {route.block} range {route.layers} (0-indexed) is outside the model's layers "
+                    f"0..{self.num_layers - 1}"
+                )
+
+    @classmethod
+    def parse(cls, text: str, num_layers: int, mode: str = "keep", name: str | None = None) -> RouteSpec:
+        """A spec from its text (see the class docstring). Raises ConditionError naming the offending token."""
+        routes = []
+        for token in text.split(","):
+            token = token.strip()
+            if not token:
+                raise ConditionError(f"empty route in {text!r}: routes are separated by single commas")
+            block_text, _, layers_text = token.partition("@")
+            try:
+                block = Block.parse(block_text)
+            except ConditionError as err:
+                raise ConditionError(f"route {token!r}: {err}") from None
+            every = (0, num_layers - 1)
+            layers = _parse_layers(layers_text.strip(), token, num_layers) if "@" in token else every
+            routes.append(Route(block, layers))
+        seen = [str(r.block) for r in routes]
+        twice = sorted({b for b in seen if seen.count(b) > 1})
+        if twice:
+            raise ConditionError(f"route {twice[0]!r} is listed twice in {text!r}; give each route one range")
+        return cls(num_layers, tuple(routes), mode, name or text)
+
+    def text(self) -> str:
+        """The spec in its syntax (layers from 1); `parse(spec.text(), ...)` gives the spec back."""
+        return ", ".join(route.text(self.num_layers) for route in self.routes)
+
+    def range_of(self, block: str) -> tuple[int, int] | None:
+        """The 0-indexed range of the route written `block` (e.g. ``"video->question"``); KeyError when absent."""
+        for route in self.routes:
+            if str(route.block) == block:
+                return route.layers
+        raise KeyError(f"no route {block!r} in {self.text()!r}")
+
+    def layer_rectangles(self, layout: TokenLayout, layer: int) -> list[Rect]:
+        """Rectangles removed in one (0-indexed) layer."""
+        rects: list[Rect] = []
+        for route in self.routes:
+            if route.covers(layer) == (self.mode == "block"):
+                rects += route.block.rectangles(layout)
+        return rects
+
+    def plan(self, layout: TokenLayout) -> list[list[Rect]]:
+        """Rectangles removed per layer, for every layer."""
+        return [self.layer_rectangles(layout, layer) for layer in range(self.num_layers)]
+
+    def blocked_per_layer(self, layout: TokenLayout) -> list[int]:
+        """Exact number of removed causal edges in each layer."""
+        return [count_blocked(layout.n, rects) for rects in self.plan(layout)]
+
+    def kept_edges(self, layout: TokenLayout) -> EdgeSummary:
+        """Full vs kept edges summed over layers (one head)."""
+        full = full_edges(layout.n) * self.num_layers
+        return EdgeSummary(full, full - sum(self.blocked_per_layer(layout)))
+
+
+PATHWAY_ROUTES = ("cross_frame", "video->question", "question->last", "video->last", "last->last")
+"""The routes of the effective pathways (official-protocol.md 7.1), each a knockout condition of the sweep."""
+
+
+def effective_pathway_routes(
+    num_layers: int,
+    ranges: dict[str, tuple[int, int] | None],
+    name: str = "custom",
+    extra: Sequence[Route] = (),
+) -> RouteSpec:
+    """The effective pathways as one keep-only spec, from a 0-indexed inclusive range (or None) per route.
+
+    `ranges` maps routes of `PATHWAY_ROUTES` to where they are kept; a route absent or None is removed in every
+    layer (the paper blocks video->last and last->last everywhere). As in the authors' code (official-protocol.md
+    7.1), video->video is kept up to the last layer in which a route reading the video (video->question,
+    video->last) is kept, and question->question up to the last layer in which question->last is kept; each is
+    removed in every layer when no such route is kept. `extra` routes (user routes) are appended as they are.
+    Raises ConditionError on an unknown route.
+    """
+    unknown = set(ranges) - set(PATHWAY_ROUTES)
+    if unknown:
+        raise ConditionError(f"unknown pathway route(s) {sorted(unknown)}; known: {', '.join(PATHWAY_ROUTES)}")
+
+    def until(*routes: str) -> tuple[int, int] | None:
+        ends = [r[1] for r in (ranges.get(route) for route in routes) if r is not None]
+        return (0, max(ends)) if ends else None
+
+    routes = [Route(Block.parse(route), ranges.get(route)) for route in PATHWAY_ROUTES]
+    routes.append(Route(Block("video", "video"), until("video->question", "video->last")))
+    routes.append(Route(Block("question", "question"), until("question->last")))
+    return RouteSpec(num_layers, (*routes, *extra), "keep", name)
+
+
 @dataclass(frozen=True)
 class PathwaySpec:
-    """Layer ranges (0-indexed, inclusive) in which the effective pathways keep their edges.
+    """Layer ranges (0-indexed, inclusive) in which the effective pathways keep their edges (Table 3).
 
     Outside `cross_frame` frames cannot read earlier frames; outside `video_to_question` the
     question cannot read the video; outside `question_to_last` the last token cannot read the
     question; video->last and last->last are blocked everywhere; video->video is blocked after
     the video->question range and question->question after the question->last range
-    (official-protocol.md 7.1). System and post-prompt tokens are never constrained.
+    (official-protocol.md 7.1). System and post-prompt tokens are never constrained. The masks come from
+    one keep-only `RouteSpec` (`routes`).
     """
 
     num_layers: int
@@ -316,34 +485,29 @@ class PathwaySpec:
                     f"pathway range {label}=[{a}, {b}] is not inside the model's layers 0..{self.num_layers - 1}"
                 )
 
+    def routes(self) -> RouteSpec:
+        """The same pathways as a keep-only `RouteSpec`."""
+        return effective_pathway_routes(
+            self.num_layers,
+            {
+                "cross_frame": self.cross_frame,
+                "video->question": self.video_to_question,
+                "question->last": self.question_to_last,
+            },
+            name=self.name,
+        )
+
     def layer_rectangles(self, layout: TokenLayout, layer: int) -> list[Rect]:
         """Rectangles removed in one layer."""
-
-        def outside(r: tuple[int, int]) -> bool:
-            return not r[0] <= layer <= r[1]
-
-        rects: list[Rect] = []
-        if outside(self.cross_frame):
-            rects += Block(CROSS_FRAME, CROSS_FRAME).rectangles(layout)
-        if outside(self.video_to_question):
-            rects.append((layout.question, layout.video))
-        if outside(self.question_to_last):
-            rects.append((layout.last, layout.question))
-        rects.append((layout.last, layout.last))
-        rects.append((layout.last, layout.video))
-        if layer > self.video_to_question[1]:
-            rects.append((layout.video, layout.video))
-        if layer > self.question_to_last[1]:
-            rects.append((layout.question, layout.question))
-        return rects
+        return self.routes().layer_rectangles(layout, layer)
 
     def plan(self, layout: TokenLayout) -> list[list[Rect]]:
         """Rectangles removed per layer, for every layer."""
-        return [self.layer_rectangles(layout, layer) for layer in range(self.num_layers)]
+        return self.routes().plan(layout)
 
     def blocked_per_layer(self, layout: TokenLayout) -> list[int]:
         """Exact number of removed edges in each layer."""
-        return [count_blocked(layout.n, rects) for rects in self.plan(layout)]
+        return self.routes().blocked_per_layer(layout)
 
     @classmethod
     def from_dict(cls, d: dict, name: str = "custom") -> PathwaySpec:

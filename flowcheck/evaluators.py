@@ -313,6 +313,11 @@ def _pruning_summary(s: TaskSummary, t: Mapping[str, float], accuracy: bool = Tr
     return pruning
 
 
+def _pathway_facts(p: PruningSummary) -> dict[str, Any]:
+    """Which pathways the pruning numbers are for and on which samples (measured values of the C5 claims)."""
+    return {"spec_source": p.source or "unknown", "samples": p.half}
+
+
 @evaluator("pruning_edges_kept", default=True)
 def _edges(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
@@ -321,7 +326,7 @@ def _edges(spec: ClaimSpec, e: Evidence) -> ClaimResult:
         spec,
         s,
         p.kept_fraction <= t["max_kept_fraction"],
-        {"kept_fraction": p.kept_fraction, "n": p.n},
+        {"kept_fraction": p.kept_fraction, **_pathway_facts(p), "n": p.n},
         t,
         "share of attention edges the effective pathways keep",
     )
@@ -336,7 +341,13 @@ def _parity(spec: ClaimSpec, e: Evidence) -> ClaimResult:
         spec,
         s,
         loss <= t["max_loss_points"],
-        {"full_acc": p.full_accuracy, "effective_acc": p.effective_accuracy, "loss_points": loss, "n": p.n},
+        {
+            "full_acc": p.full_accuracy,
+            "effective_acc": p.effective_accuracy,
+            "loss_points": loss,
+            **_pathway_facts(p),
+            "n": p.n,
+        },
         t,
         "accuracy with only the effective pathways vs full attention",
     )
@@ -344,16 +355,28 @@ def _parity(spec: ClaimSpec, e: Evidence) -> ClaimResult:
 
 @evaluator("random_pruning_hurts", default=True)
 def _random(spec: ClaimSpec, e: Evidence) -> ClaimResult:
+    """Passes when even the upper bound of the random-control accuracy's 95% CI (over samples, the accuracy
+    averaged over the seeds) lies min_loss_points below full attention."""
     s, t = e.summary, e.thresholds
     p = _pruning_summary(s, t)
-    loss = p.full_accuracy - p.random_accuracy
+    if not p.random_per_seed or math.isnan(p.random_hi):
+        raise NotEvaluable("the pruning results have no interval of the random control (re-run the analysis)")
+    loss = p.full_accuracy - p.random_hi
     return claim_result(
         spec,
         s,
         loss >= t["min_loss_points"],
-        {"full_acc": p.full_accuracy, "random_acc": p.random_accuracy, "loss_points": loss, "n": p.n},
+        {
+            "full_acc": p.full_accuracy,
+            "random_acc": p.random_accuracy,
+            "random_ci_hi": p.random_hi,
+            "loss_points_vs_ci_hi": loss,
+            "seeds": len(p.random_per_seed),
+            **_pathway_facts(p),
+            "n": p.n,
+        },
         t,
-        "accuracy with as many edges blocked at random",
+        "accuracy with as many edges blocked at random (mean over seeds, 95% CI upper bound)",
     )
 
 

@@ -300,6 +300,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         repeatable=True,
         metavar="NAMES",
     ),
+    OptionSpec(
+        "pathway",
+        "--flow-pathway",
+        "effective pathways pruned to when the registry gives none: discovered (from the model's own knockout "
+        "curves, on a seeded half of the samples; default), paper-scaled (the paper's LLaVA-NeXT-7B ranges scaled "
+        "to the model's depth) or a keep-only route spec such as 'video->question@3-6, question->last@5-8' (layers "
+        "from 1; it replaces the registry's)",
+        str,
+        "discovered",
+        metavar="SPEC",
+    ),
 )
 
 # Each option by name, for commands that accept some of the same options (e.g. `flowcheck verify`).

@@ -21,7 +21,7 @@ from flowcheck.data.frames import FrameCache, FrameRequest, VideoError
 from flowcheck.data.registry import dataset_spec, load_dataset
 from flowcheck.data.report import LoadReport
 from flowcheck.data.sample import Sample
-from flowcheck.edges import PathwaySpec, paper_pathways
+from flowcheck.edges import ConditionError, PathwaySpec, RouteSpec, paper_pathways
 from flowcheck.models.identity import model_refs
 from flowcheck.options import FlowOptions
 from flowcheck.progress import NullProgress, ProgressSink
@@ -169,8 +169,9 @@ class FlowSession:
         return self._handles[model]
 
     def pathway(self, model: str, num_layers: int) -> PathwaySpec | None:
-        """The model's effective-pathway spec: the registry's ``pathway_layers`` (layers from 1, inclusive), else the
-        paper's spec of its ``paper_model``, else None (the runner scales the paper's 7B spec)."""
+        """The model's registered effective-pathway spec: the registry's ``pathway_layers`` (layers from 1,
+        inclusive), else the paper's spec of its ``paper_model``, else None (the pruning analysis discovers the
+        model's own, or scales the paper's 7B spec with ``--flow-pathway paper-scaled``)."""
         spec = self.registry.model_setting(model, "pathway_layers")
         if spec:
             return PathwaySpec.from_dict(
@@ -178,6 +179,24 @@ class FlowSession:
             )
         paper = self.registry.model_setting(model, "paper_model")
         return paper_pathways().get(paper) if paper else None
+
+    def pruning_settings(self, model: str, num_layers: int) -> dict:
+        """The pruning analysis's settings (`flowcheck.analyses.pruning.Pruning`): a route spec given with
+        ``--flow-pathway``, else the registered spec, else ``discovered`` / ``paper-scaled``. Raises RegistryError
+        for a spec that does not parse."""
+        choice = (self.options.values.get("pathway") or "discovered").strip()
+        settings: dict = {"window": self.options.window}
+        if choice not in ("discovered", "paper-scaled"):
+            try:
+                spec = RouteSpec.parse(choice, num_layers, "keep", name=f"{model} (--flow-pathway)")
+            except ConditionError as err:
+                raise RegistryError(f"--flow-pathway: {err}") from None
+            return {**settings, "pathway": spec, "pathway_source": "--flow-pathway"}
+        registered = self.pathway(model, num_layers)
+        if registered is not None:
+            source = "registry" if self.registry.model_setting(model, "pathway_layers") else "paper (Table 3)"
+            return {**settings, "pathway": registered, "pathway_source": source}
+        return {**settings, "mode": choice}
 
     def plan(self, model: str, dataset: str) -> AnalysisPlan:
         """What the run computes for `model` on `dataset`: every registered analysis, with the registry's settings
@@ -194,7 +213,7 @@ class FlowSession:
             "sweep": {"window": self.options.window},
             "logit_lens": {"keywords": keywords},
             "answer_probability": {"final_norm": bool(self.registry.model_setting(model, "answer_final_norm", False))},
-            "pruning": {"pathway": self.pathway(model, handle.num_layers)},
+            "pruning": self.pruning_settings(model, handle.num_layers),
         }
         extra = tuple(getattr(self.options, "analyses", None) or ())
         names = None if not extra else tuple(dict.fromkeys([*(c.name for c in selected(None)), *extra]))

@@ -138,13 +138,13 @@ def test_accuracy_drop_needs_samples_and_a_correct_answer(registry):
 
 
 def test_pruning_never_passes_on_zero_accuracy(registry):
-    zero = PruningSummary(300, 0.0, 0.0, 0.0, 100.0, 40.0, 40.0)
+    zero = pruned(0.0, 0.0, 0.0)
     for claim in ("pruning_parity", "random_pruning_hurts"):
         with pytest.raises(NotEvaluable, match="none of the 300 samples correctly with full attention"):
             evaluate(registry, claim, summary(n=300, n_correct=0, pruning=zero))
     kept = evaluate(registry, "pruning_edges_kept", summary(n=300, n_correct=0, pruning=zero))
     assert kept.passed is True and kept.measured["kept_fraction"] == 0.4  # an edge count needs no accuracy
-    good = PruningSummary(300, 80.0, 79.5, 50.0, 100.0, 40.0, 40.0)
+    good = pruned(80.0, 79.5, 50.0)
     assert evaluate(registry, "pruning_parity", summary(n=300, n_correct=240, pruning=good)).passed is True
     assert evaluate(registry, "random_pruning_hurts", summary(n=300, n_correct=240, pruning=good)).passed is True
 
@@ -260,9 +260,31 @@ def lens_of(spatial: float, temporal: float, samples: int = 20) -> LensSummary:
     return LensSummary([(0, 4), (4, 8)], {}, mean_layer, {"spatial": 3, "temporal": 9}, {}, samples)
 
 
-def pruned(full: float, effective: float, random: float, kept: float = 40.0, n: int = 300) -> PruningSummary:
-    """Accuracies (%) with full, effective-pathway and random attention; `kept` of 100 edges kept."""
-    return PruningSummary(n, full, effective, random, 100.0, kept, kept)
+def pruned(
+    full: float, effective: float, random: float, kept: float = 40.0, n: int = 300, random_hi: float | None = None
+) -> PruningSummary:
+    """Accuracies (%) with full, effective-pathway and random attention (5 seeds, mean `random`, 95% CI upper bound
+    `random_hi`, default `random`); `kept` of 100 edges kept; discovered pathways on the validation half."""
+    hi = random if random_hi is None else random_hi
+    return PruningSummary(
+        n, full, effective, random, 100.0, kept, kept, random, hi, [random] * 5, "", "discovered", "validation"
+    )
+
+
+FACTS = {"spec_source": "discovered", "samples": "validation"}
+
+
+def randoms(full: float, random: float, hi: float, loss: float) -> dict:
+    """The measured values of random_pruning_hurts (5 seeds, n=300)."""
+    return {
+        "full_acc": full,
+        "random_acc": random,
+        "random_ci_hi": hi,
+        "loss_points_vs_ci_hi": loss,
+        "seeds": 5,
+        **FACTS,
+        "n": 300,
+    }
 
 
 IDS = [f"s{i}" for i in range(10)]
@@ -772,19 +794,19 @@ CASES = [
         id="no-late-layer",
     ),
     # --- C5 pruning_edges_kept: effective / full edges <= 0.60
-    holding("pruning_edges_kept", Holds({"kept_fraction": 0.6, "n": 300})),
+    holding("pruning_edges_kept", Holds({"kept_fraction": 0.6, **FACTS, "n": 300})),
     # 61 / 100 = 0.61 > 0.60
     row(
         "pruning_edges_kept",
         summary(n=300, n_correct=240, pruning=pruned(80.0, 79.5, 50.0, kept=61.0)),
-        Fails({"kept_fraction": 0.61, "n": 300}),
+        Fails({"kept_fraction": 0.61, **FACTS, "n": 300}),
         id="too-many-edges",
     ),
     # an edge count needs no accuracy: 40 / 100 = 0.4 with nothing answered correctly
     row(
         "pruning_edges_kept",
         summary(n=300, n_correct=0, pruning=pruned(0.0, 0.0, 0.0)),
-        Holds({"kept_fraction": 0.4, "n": 300}),
+        Holds({"kept_fraction": 0.4, **FACTS, "n": 300}),
         id="zero-accuracy",
     ),
     row("pruning_edges_kept", summary(), Unevaluable("no pruning results for m on t"), id="no-pruning"),
@@ -797,20 +819,20 @@ CASES = [
     # --- C5 pruning_parity: full - effective accuracy <= 1.0 point (one-sided: a gain is parity)
     holding(
         "pruning_parity",
-        Holds({"full_acc": 80.0, "effective_acc": 79.0, "loss_points": 1.0, "n": 300}),
+        Holds({"full_acc": 80.0, "effective_acc": 79.0, "loss_points": 1.0, **FACTS, "n": 300}),
     ),
     # 80 - 82 = -2: the pathways answer better (the paper's +2.0)
     row(
         "pruning_parity",
         summary(n=300, n_correct=240, pruning=pruned(80.0, 82.0, 50.0)),
-        Holds({"full_acc": 80.0, "effective_acc": 82.0, "loss_points": -2.0, "n": 300}),
+        Holds({"full_acc": 80.0, "effective_acc": 82.0, "loss_points": -2.0, **FACTS, "n": 300}),
         id="gain",
     ),
     # 80 - 78.5 = 1.5 > 1.0
     row(
         "pruning_parity",
         summary(n=300, n_correct=240, pruning=pruned(80.0, 78.5, 50.0)),
-        Fails({"full_acc": 80.0, "effective_acc": 78.5, "loss_points": 1.5, "n": 300}),
+        Fails({"full_acc": 80.0, "effective_acc": 78.5, "loss_points": 1.5, **FACTS, "n": 300}),
         id="loss",
     ),
     row(
@@ -826,13 +848,33 @@ CASES = [
         id="9-samples",
     ),
     # --- C5 random_pruning_hurts: full - random accuracy >= 5 points
-    holding("random_pruning_hurts", Holds({"full_acc": 80.0, "random_acc": 75.0, "loss_points": 5.0, "n": 300})),
+    holding("random_pruning_hurts", Holds(randoms(80.0, 75.0, 75.0, 5.0))),
     # 80 - 75.5 = 4.5 < 5
     row(
         "random_pruning_hurts",
         summary(n=300, n_correct=240, pruning=pruned(80.0, 79.5, 75.5)),
-        Fails({"full_acc": 80.0, "random_acc": 75.5, "loss_points": 4.5, "n": 300}),
+        Fails(randoms(80.0, 75.5, 75.5, 4.5)),
         id="small-loss",
+    ),
+    # the mean loses 10 points, but the CI reaches 76: 80 - 76 = 4 < 5 (issue 19: the upper bound decides)
+    row(
+        "random_pruning_hurts",
+        summary(n=300, n_correct=240, pruning=pruned(80.0, 79.5, 70.0, random_hi=76.0)),
+        Fails(randoms(80.0, 70.0, 76.0, 4.0)),
+        id="ci-reaches",
+    ),
+    # 80 - 74 = 6 >= 5 with the mean at 70
+    row(
+        "random_pruning_hurts",
+        summary(n=300, n_correct=240, pruning=pruned(80.0, 79.5, 70.0, random_hi=74.0)),
+        Holds(randoms(80.0, 70.0, 74.0, 6.0)),
+        id="ci-below",
+    ),
+    row(
+        "random_pruning_hurts",
+        summary(n=300, n_correct=240, pruning=PruningSummary(300, 80.0, 79.5, 50.0, 100.0, 40.0, 40.0)),
+        Unevaluable("no interval of the random control"),
+        id="no-interval",
     ),
     row(
         "random_pruning_hurts",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,14 @@ from flowcheck.edges import (
     Condition,
     ConditionError,
     PathwaySpec,
+    Route,
+    RouteSpec,
     blocked_mask,
     condition_groups,
     count_allowed,
     count_blocked,
     default_window_width,
+    effective_pathway_routes,
     full_edges,
     make_window,
     matched_random_counts,
@@ -219,3 +223,120 @@ def test_random_control_removes_exact_counts_reproducibly_after_the_video():
     assert int(full.sum()) == full_edges(lay.n - lay.video.start)
     with pytest.raises(ConditionError, match="cannot remove"):
         random_blocked_mask(lay, full_edges(lay.n), seed=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Route specs (keep-only / block), brute force from the definitions
+
+
+def _groups(lay):
+    """Position sets of the groups the brute force knows, and each video position's frame."""
+    return {
+        "video": set(lay.video.positions()),
+        "question": set(lay.question.positions()),
+        "post": set(lay.post.positions()),
+        "last": {lay.n - 1},
+    }, {p: i for i, f in enumerate(lay.frames) for p in f.positions()}
+
+
+def _in_route(route_text, q, k, groups, frame_of):
+    if route_text == "cross_frame":
+        return q in frame_of and k in frame_of and frame_of[k] < frame_of[q]
+    source, target = route_text.split("->")
+    return k in groups[source] and q in groups[target]
+
+
+def brute_route_edges(lay, routes, layer, mode):
+    """Removed (q, k) in one layer, by enumeration: routes as (text, first, last) with layers from 1 (None: none)."""
+    groups, frame_of = _groups(lay)
+    removed = set()
+    for q in range(lay.n):
+        for k in range(q + 1):
+            for text, first, last in routes:
+                inside = first is not None and first <= layer + 1 <= last
+                if _in_route(text, q, k, groups, frame_of) and inside == (mode == "block"):
+                    removed.add((q, k))
+    return removed
+
+
+@pytest.mark.parametrize("mode", ["keep", "block"])
+@pytest.mark.parametrize(
+    "routes",
+    [
+        [("video->question", 2, 4), ("question->last", 4, 5)],
+        [("cross_frame", 1, 2), ("video->video", 1, 3), ("video->last", None, None), ("last->last", 6, 6)],
+        [("video->post", 3, 3), ("question->post", 1, 6), ("post->last", None, None), ("cross_frame", 5, 6)],
+    ],
+)
+def test_route_spec_equals_the_brute_force_edge_set(routes, mode):
+    lay = small_layout()
+    text = ", ".join(
+        name if (a, b) == (1, 6) else f"{name}@none" if a is None else f"{name}@{a}-{b}" for name, a, b in routes
+    )
+    spec = RouteSpec.parse(text, 6, mode)
+    for layer in range(6):
+        expected = brute_route_edges(lay, routes, layer, mode)
+        mask = blocked_mask(lay.n, spec.layer_rectangles(lay, layer))
+        assert {tuple(x) for x in mask.nonzero().tolist()} == expected, (text, layer)
+        assert spec.blocked_per_layer(lay)[layer] == len(expected)
+    kept = spec.kept_edges(lay)
+    assert kept.full - kept.kept == sum(len(brute_route_edges(lay, routes, la, mode)) for la in range(6))
+
+
+def test_route_spec_layers_count_from_one_and_round_trip():
+    spec = RouteSpec.parse("video->question@6-20, question->last@16, video->last@none, cross_frame", 32)
+    assert spec.range_of("video->question") == (5, 19)
+    assert spec.range_of("question->last") == (15, 15)
+    assert spec.range_of("video->last") is None
+    assert spec.range_of("cross_frame") == (0, 31)
+    assert spec.text() == "video->question@6-20, question->last@16, video->last@none, cross_frame"
+    assert RouteSpec.parse(spec.text(), 32) == spec
+
+
+@pytest.mark.parametrize(
+    ("text", "token"),
+    [
+        ("video->question@6-20, video->answer@1-3", "video->answer"),
+        ("video->question@6-x", "6-x"),
+        ("video->question@0-3", "0-3"),
+        ("video->question@5-40", "5-40"),
+        ("video->question@9-5", "9-5"),
+        ("videoquestion@1-3", "videoquestion"),
+        ("video->question@1-3,, question->last", "empty route"),
+        ("video->last@1-2, video->last@4", "listed twice"),
+    ],
+)
+def test_route_spec_parser_errors_name_the_offending_token(text, token):
+    with pytest.raises(ConditionError, match=re.escape(token)):
+        RouteSpec.parse(text, 32)
+
+
+def test_paper_pathways_are_one_keep_only_spec_as_in_the_authors_table():
+    """official-protocol.md 7.1, the 7B example: which blocks are active in which (0-indexed) layers."""
+    spec = paper_pathways()["LLaVA-NeXT-7B-Video-FT"].routes()
+    assert spec.mode == "keep"
+    assert spec.text() == (
+        "cross_frame@6-15, video->question@6-20, question->last@16-25, video->last@none, last->last@none, "
+        "video->video@1-20, question->question@1-25"
+    )
+
+    def active(layer):
+        return {str(r.block) for r in spec.routes if not r.covers(layer)}
+
+    always = {"video->last", "last->last"}
+    assert all(active(la) == always | {"cross_frame", "video->question", "question->last"} for la in range(5))
+    assert all(active(la) == always | {"question->last"} for la in range(5, 15))
+    assert all(active(la) == always | {"cross_frame"} for la in range(15, 20))
+    assert all(active(la) == always | {"cross_frame", "video->question", "video->video"} for la in range(20, 25))
+    late = {"cross_frame", "video->question", "video->video", "question->last", "question->question"}
+    assert all(active(la) == always | late for la in range(25, 32))
+
+
+def test_effective_pathway_routes_tie_video_and_question_self_attention_to_the_routes_kept():
+    spec = effective_pathway_routes(8, {"video->question": (1, 3), "video->last": (2, 5), "question->last": None})
+    assert spec.range_of("video->video") == (0, 5)
+    assert spec.range_of("question->question") is None
+    assert spec.range_of("cross_frame") is None and spec.range_of("last->last") is None
+    with pytest.raises(ConditionError, match="video->answer"):
+        effective_pathway_routes(8, {"video->answer": (1, 2)})
+    assert Route(Block.parse("video->last"), None).text(8) == "video->last@none"

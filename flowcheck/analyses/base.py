@@ -195,6 +195,16 @@ class Analysis:
         """Run-level information recorded with the results (e.g. the keywords used, the pathway spec)."""
         return {}
 
+    def needs_results(self) -> bool:
+        """Whether this analysis reads the other analyses' results of every sample before it computes (e.g. the
+        pruning analysis discovers its pathways from the sweep's curves). The runner then computes it in a second
+        pass over the samples, after calling `prepare`; its `parameters()` are read after `prepare`."""
+        return False
+
+    def prepare(self, results: Any) -> None:
+        """Called once, before the second pass, with the `flowcheck.analyses.runner.ModelResults` of every analysis
+        that does not need results. May raise AnalysisUnavailable."""
+
     @classmethod
     def summarise(cls, view: TaskView) -> Any:
         """One task's summary (a `summary_type` instance or a JSON object), or None when there is nothing to

@@ -156,22 +156,100 @@ def run_analyses(
     if not any(a.provides_baseline for a in instances):
         raise ValueError(f"the plan's analyses {plan.analyses} include none that gives each sample's baseline (sweep)")
     knockouts = [pair for analysis in instances for pair in analysis.knockouts()]
+    later = [a for a in instances if a.needs_results()]
+    first = [a for a in instances if a not in later]
     for analysis in instances:
         analysis.setup.knockouts = knockouts
-        results.info[analysis.name] = analysis.info()
         results.results[analysis.name] = {}
-    parameters = {a.name: a.parameters() for a in instances}
-    per_sample = [a for a in instances if parameters[a.name] is not None]
+    for analysis in first:
+        results.info[analysis.name] = analysis.info()
+    parameters = {a.name: a.parameters() for a in first}
     frames_cache = frame_cache or FrameCache(max_items=8)
     identity = result_identity(model)
-    progress.start(f"{model.name}: {dataset}" if dataset else model.name, len(samples))
+    label = f"{model.name}: {dataset}" if dataset else model.name
+    status: dict[str, str] = {}
+    _pass(
+        label,
+        model,
+        samples,
+        first,
+        parameters,
+        identity,
+        cache,
+        frames_cache,
+        results,
+        compute,
+        progress,
+        skipped_before,
+        status,
+    )
+    # Second pass: analyses that read every sample's results of the first (e.g. pathways discovered from curves).
+    ready = []
+    for analysis in later:
+        try:
+            analysis.prepare(results)
+        except AnalysisUnavailable as err:
+            results.problems[analysis.name] = str(err)
+            del results.results[analysis.name]
+            continue
+        results.info[analysis.name] = analysis.info()
+        parameters[analysis.name] = analysis.parameters()
+        ready.append(analysis)
+    if ready:
+        kept = {b.sample_id for b in results.baselines}
+        names = ", ".join(a.name for a in ready)
+        _pass(
+            f"{label} ({names})",
+            model,
+            [s for s in samples if s.id in kept],
+            ready,
+            parameters,
+            identity,
+            cache,
+            frames_cache,
+            results,
+            compute,
+            progress,
+            skipped_before,
+            status,
+        )
+    results.computed = sum(v == "computed" for v in status.values())
+    results.cached = sum(v == "cached" for v in status.values())
+    return results
+
+
+def _pass(
+    label: str,
+    model: ModelHandle,
+    samples: Sequence[Sample],
+    analyses: Sequence[Analysis],
+    parameters: Mapping[str, dict | None],
+    identity: dict,
+    cache: ResultCache,
+    frames_cache: FrameCache,
+    results: ModelResults,
+    compute: bool,
+    progress: ProgressSink,
+    skipped_before: int,
+    status: dict[str, str],
+) -> None:
+    """One loop over the samples for `analyses`; `status[sample id]` becomes "computed" when any pass computed
+    something for the sample, else "cached" (skipped samples have none)."""
+    per_sample = [a for a in analyses if parameters[a.name] is not None]
+    progress.start(label, len(samples))
+    computed = cached = 0
     try:
         for done, sample in enumerate(samples, 1):
-            _one_sample(model, sample, per_sample, parameters, identity, cache, frames_cache, results, compute)
-            progress.update(done, results.computed, results.cached, skipped_before + len(results.skipped))
+            outcome = _one_sample(
+                model, sample, per_sample, parameters, identity, cache, frames_cache, results, compute
+            )
+            if outcome == "computed" or (outcome == "cached" and sample.id not in status):
+                status[sample.id] = outcome
+            computed += outcome == "computed"
+            cached += outcome == "cached"
+            progress.update(done, computed, cached, skipped_before + len(results.skipped))
     finally:
         progress.finish()
-    return results
 
 
 def _one_sample(
@@ -184,12 +262,13 @@ def _one_sample(
     frames_cache: FrameCache,
     results: ModelResults,
     compute: bool,
-) -> None:
+) -> str:
+    """One sample's results of `analyses` (from the cache or computed); "computed", "cached" or "skipped"."""
     try:
         fingerprint = sample_fingerprint(sample)
     except OSError as err:
         results.skipped.append(Skipped(sample.id, str(sample.video), f"video not readable: {err}"))
-        return
+        return "skipped"
     desc = {**identity, "sample": fingerprint}
     keys = {}
     for a in analyses:
@@ -205,11 +284,12 @@ def _one_sample(
                 loaded[a.name] = a.load(stored[a.name])
             except (KeyError, TypeError, ValueError, AttributeError):  # an entry of the wrong shape: recomputed
                 stored[a.name] = None
+    outcome = "cached"
     if all(v is not None for v in stored.values()):
-        results.cached += 1
+        pass
     elif not compute:
         results.skipped.append(Skipped(sample.id, str(sample.video), NOT_COMPUTED))
-        return
+        return "skipped"
     else:
         adapter = model.adapter
         try:
@@ -217,13 +297,13 @@ def _one_sample(
             encoded = adapter.encode(sample, frames)
         except (VideoError, AdapterError) as err:
             results.skipped.append(Skipped(sample.id, str(sample.video), str(getattr(err, "reason", err))))
-            return
+            return "skipped"
         for analysis in analyses:
             if stored[analysis.name] is None:
                 value = as_json(analysis.name, analysis.compute(adapter.decoder, encoded, sample))
                 cache.put(analysis.name, keys[analysis.name], value)
                 stored[analysis.name], loaded[analysis.name] = value, analysis.load(value)
-        results.computed += 1
+        outcome = "computed"
     results.videos[sample.id] = video_key(sample)
     for analysis in analyses:
         value = loaded[analysis.name]
@@ -231,6 +311,7 @@ def _one_sample(
         baseline = analysis.baseline(value)
         if baseline is not None:
             results.baselines.append(baseline)
+    return outcome
 
 
 def as_json(name: str, value: Any) -> dict[str, Any]:

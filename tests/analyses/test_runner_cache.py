@@ -55,6 +55,14 @@ def test_records_cover_every_condition_window_and_the_first_half(setup, tmp_path
         layout = next(b.token_layout for b in results.baselines if b.sample_id == p.sample_id)
         assert p.full_edges == full_edges(layout.n) * 4
         assert p.effective_edges == p.random_edges < p.full_edges
+        assert len(p.random_correct) == 5  # one per seed of the random control
+    info = results.info["pruning"]
+    held_out = set(info["discovery_samples"])
+    assert info["source"] == "discovered" and info["spec"] == info["discovered"]["spec"]
+    assert len(held_out) == 4 and sum("/moving_direction/" in s for s in held_out) == 2  # half of each task
+    pruning = summarise(results).get("pruning")
+    assert pruning.half == "validation" and pruning.n == 4 and pruning.discovery_half["n"] == 4
+    assert pruning.random_lo <= pruning.random_accuracy <= pruning.random_hi
 
 
 def test_a_second_identical_run_computes_nothing(setup, tmp_path):
@@ -83,9 +91,15 @@ def test_a_killed_run_resumes_where_it_stopped(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(type(adapter), "encode", dying_encode)
     with pytest.raises(KeyboardInterrupt):
         run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
+    cache = ResultCache(tmp_path)
+    assert len(list(cache.entries("sweep"))) == 3 and not list(cache.entries("pruning"))
     monkeypatch.setattr(type(adapter), "encode", encode)
-    resumed = run_analyses(adapter, samples, PLAN, ResultCache(tmp_path), dataset="synthetic")
-    assert resumed.cached == 3 and resumed.computed == len(samples) - 3
+    resumed = run_analyses(adapter, samples, PLAN, cache, dataset="synthetic")
+    # the first pass computes the 5 samples it had not reached; the pruning pass (after discovery) all 8
+    assert resumed.cached == 0 and resumed.computed == len(samples)
+    assert len(list(cache.entries("sweep"))) == len(list(cache.entries("pruning"))) == len(samples)
+    again = run_analyses(adapter, samples, PLAN, cache, dataset="synthetic")
+    assert again.cached == len(samples) and again.computed == 0
 
 
 def test_merged_caches_serve_a_full_run(setup, tmp_path):
@@ -105,7 +119,6 @@ def test_cache_keys_are_those_of_the_per_analysis_runner(setup, tmp_path):
     """Caches written before the analysis registry stay valid: each kind's key is the description the earlier
     runner hashed (model identity + sample fingerprint + the analysis's parameters), written out here by hand."""
     from flowcheck.analyses.logit_lens import load_keyword_file, resolve_keywords
-    from flowcheck.analyses.pruning import scaled_paper_spec
     from flowcheck.analyses.runner import result_identity, sample_fingerprint
     from flowcheck.cache import cache_key
     from flowcheck.edges import parse_layer_range, resolve_conditions, sweep_windows
@@ -127,16 +140,12 @@ def test_cache_keys_are_those_of_the_per_analysis_runner(setup, tmp_path):
         (cross_frame.name, str(cross_frame.blocks), "explicit:first_half", parse_layer_range("first_half", 4).layers)
     )
     keywords = resolve_keywords(adapter.tokenizer, load_keyword_file("synthetic")["lists"])
-    spec = scaled_paper_spec(4)
+    spec = run_analyses(adapter, samples[:1], PLAN, cache, dataset="synthetic").info["pruning"]
     expected = {
         "sweep": {"pairs": pairs},
         "answer_probability": {"final_norm": False},
         "logit_lens": {"keywords": keywords.token_ids, "unembedding": "input", "norm": False},
-        "pruning": {
-            "spec": [spec.cross_frame, spec.video_to_question, spec.question_to_last],
-            "seed": 3,
-            "random_mode": "uniform",
-        },
+        "pruning": {"spec": spec["spec"], "mode": "keep", "seeds": [3, 4, 5, 6, 7], "random_mode": "uniform"},
         "early_exit": {"final_norm": True},  # issue 18: new kind, both prediction rules in each entry
     }
     for kind, parameters in expected.items():
