@@ -217,7 +217,13 @@ class FlowSession:
         }
         extra = tuple(getattr(self.options, "analyses", None) or ())
         names = None if not extra else tuple(dict.fromkeys([*(c.name for c in selected(None)), *extra]))
-        return AnalysisPlan(analyses=names, settings=settings, seed=self.options.seed, engine=engine)
+        return AnalysisPlan(
+            analyses=names,
+            settings=settings,
+            seed=self.options.seed,
+            engine=engine,
+            resampling=self.options.ci_resampling,
+        )
 
     def verification(self, model: str, compute: bool = True) -> Verification | None:
         """The adapter contract (`flowcheck.analyses.contract`) of `model` on one sample of the run's first dataset,

@@ -263,6 +263,8 @@ class Pruning(Analysis):
                 results.info,
                 selection=selection,
                 seed=self.setup.plan.seed,
+                videos=results.videos,
+                resampling=self.setup.plan.resampling,
             )
             curves = analysis("sweep").summarise(view).curves
             self.discovery = discover(curves, results.num_layers, window=self.setup.settings.get("window"))

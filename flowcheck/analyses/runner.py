@@ -33,12 +33,15 @@ class AnalysisPlan:
     per analysis name, its settings (e.g. ``{"sweep": {"conditions": ("cross_frame",)}, "logit_lens":
     {"keywords": "synthetic"}}``; each analysis documents its own); `selection`: which samples curves and
     layer-wise summaries average over (correct, wrong, all; the paper: correct); `seed`: bootstrap and random
-    controls; `engine`: options of the knockout engine (batch size, memory budget, attention backend)."""
+    controls; `engine`: options of the knockout engine (batch size, memory budget, attention backend);
+    `resampling`: how bootstrap intervals computed during the run resample ("video" or "sample", as
+    `TaskView.resampling`; e.g. the pathway discovery's curves)."""
 
     analyses: tuple[str, ...] | None = None
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     selection: str = "correct"
     seed: int = 0
+    resampling: str = "video"
     engine: Mapping[str, Any] = field(default_factory=dict)
 
     def setting(self, analysis: str) -> Mapping[str, Any]:
