@@ -76,7 +76,7 @@ def markdown_rows(rows: Iterable[GateRow]) -> str:
 
 def gate_markdown(gate: Mapping) -> str:
     """A gate result (`GateResult.to_dict`) as a markdown section body: verdict line, refused provenance fields,
-    notes, unpaired samples and the table (failing rows first)."""
+    notes, unpaired samples, the failing rows, and every row in a folded `<details>` block."""
     rows = [GateRow.from_dict(r) for r in gate.get("rows", [])]
     failing = [r for r in rows if r.failed]
     refused = gate.get("refused", [])
@@ -106,6 +106,8 @@ def gate_markdown(gate: Mapping) -> str:
                     shown = ", ".join(ids[:20]) + (f", ... ({len(ids) - 20} more)" if len(ids) > 20 else "")
                     out.append(f"- {where}: {len(ids)} {side.replace('_', ' ')}: {shown}")
         out.append("")
-    if rows:
-        out += [markdown_rows(failing + [r for r in rows if not r.failed]), ""]
+    if failing:
+        out += ["Failing rows:", "", markdown_rows(failing), ""]
+    if rows:  # every row, folded: a gate has one row per metric, window and profile (over a hundred on 8 layers)
+        out += [f"<details><summary>All {len(rows)} rows</summary>", "", markdown_rows(rows), "", "</details>", ""]
     return "\n".join(out)
