@@ -138,6 +138,11 @@ class OptionSpec:
     def key(self) -> str:
         return self.name.replace("_", "-")
 
+    @property
+    def argparse_help(self) -> str:
+        """`help` for an argparse parser (pytest's included), which %-formats help strings: a literal % doubled."""
+        return self.help.replace("%", "%%")
+
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(

@@ -36,7 +36,7 @@ class ClaimNotHeld(pytest.fail.Exception):
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("flowcheck", "flowcheck: information-flow claims for video LLMs")
     for spec in OPTIONS:
-        kwargs = {"dest": f"flow_{spec.name}", "default": None, "help": f"{spec.help} (env {spec.env})"}
+        kwargs = {"dest": f"flow_{spec.name}", "default": None, "help": f"{spec.argparse_help} (env {spec.env})"}
         if spec.switch:
             kwargs["action"] = "store_const"
             kwargs["const"] = True

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from flowcheck.cli import main
+import pytest
+
+from flowcheck.cli import COMMANDS, main
 
 
 def test_edges_json_lists_the_four_paper_models_with_their_counts(capsys):
@@ -34,3 +36,23 @@ def test_demo_prints_a_row_per_condition(capsys):
     out = capsys.readouterr().out
     for name in ("cross_frame", "video->question", "question->last", "video->true_option"):
         assert name in out
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_help_text_renders(command, capsys):
+    """argparse %-formats help strings: an option's literal % must not crash `--help` (`flowcheck X --help`)."""
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"] if command else ["--help"])
+    assert done.value.code == 0
+    assert "usage" in capsys.readouterr().out
+
+
+def test_pytest_help_renders_the_plugin_options():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--flow-curve-metric" in out.stdout and "(the paper's, in %)" in out.stdout

@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for spec in OPTIONS:
         flags = [spec.flag, "--model"] if spec.name == "models" else [spec.flag]
         if spec.switch:
-            parser.add_argument(*flags, dest=spec.name, action="store_const", const=True, default=None, help=spec.help)
+            parser.add_argument(
+                *flags, dest=spec.name, action="store_const", const=True, default=None, help=spec.argparse_help
+            )
         else:
             parser.add_argument(
                 *flags,
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 action="append" if spec.repeatable else "store",
                 default=None,
                 metavar=spec.metavar,
-                help=spec.help,
+                help=spec.argparse_help,
             )
     parser.add_argument("--paper", action="store_true", help="print the paper's Table 3 ranges beside the discovered")
     parser.add_argument(

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=SPECS["system_prompt"].parse,
         default=SPECS["system_prompt"].default,
         metavar="MODE",
-        help=SPECS["system_prompt"].help,
+        help=SPECS["system_prompt"].argparse_help,
     )
     parser.add_argument(
         "--flow-data-dir",
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=SPECS["data_dir"].parse,
         default=None,
         metavar="DIR",
-        help=SPECS["data_dir"].help,
+        help=SPECS["data_dir"].argparse_help,
     )
     parser.add_argument("--no-cache", action="store_true", help="always recompute (and do not store)")
     parser.add_argument("--json", action="store_true", help="print the verification as JSON")
