@@ -164,7 +164,7 @@ def curve_pair(shift_at=None, delta=0.0, n=40, windows=6, noise=0.5, seed=1):
 def test_a_window_that_moves_beyond_tolerance_fails_and_is_named():
     b, n = curve_pair(shift_at=4, delta=-6.0)
     (row,), _ = curve_rows("b/t", b, n, pair(b, n), CONFIG)
-    assert row.verdict == FAIL and row.metric.endswith("@ layer 5")
+    assert row.verdict == FAIL and row.metric.endswith("largest difference @ layer 5")
     diffs = np.array(n["curves"]["cross_frame"]["values"])[:, 4] - np.array(b["curves"]["cross_frame"]["values"])[:, 4]
     assert row.difference == f"{diffs.mean():+.2f} pts"
     assert "(99.17%)" in row.ci  # Bonferroni over 6 windows: 1 - 0.05 / 6

@@ -213,7 +213,8 @@ class AnswersUnderKnockout(Analysis):
         if not rows:
             return Contribution()
         table = Table(
-            "Table 2 — answers without and with cross-frame attention blocked in layers 1 to L/2",
+            "Answers under knockout (the poster's Table 2 answer examples): without and with cross-frame "
+            "attention blocked in layers 1 to L/2",
             HEADERS,
             rows,
             "Greedy generation (transformers generate, do_sample=False) with the knockout over the prompt and every "

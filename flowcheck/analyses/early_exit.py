@@ -263,7 +263,10 @@ class EarlyExit(Analysis):
             f"Prediction at each layer: the last position's residual through the final norm and lm_head, {kinds}. "
             f"Exit layer: the earliest layer by which at least {shares} of the samples (all samples, correct or not) "
             "have settled on the model's final prediction (equal to it there and at every later layer). Agreement: "
-            "share equal to the final prediction at the exit layer; accuracies in %; decoder FLOPs saved: the layers "
+            "share equal to the final prediction at the exit layer; accuracies in % of this forced choice (full "
+            "accuracy: "
+            "at the last layer; it can differ from the base accuracy of the other tables, which scores the model's "
+            "first generated token over the whole vocabulary); decoder FLOPs saved: the layers "
             "after the exit layer over the whole prompt (projections, attention over causal pairs, MLP; Kaplan et al. "
             "2020 Table 1, Hoffmann et al. 2022 App. F), summed over samples."
         )

@@ -391,7 +391,9 @@ class Pruning(Analysis):
             spec_rows,
             "Spec syntax: route@first-last (keep-only: a listed route is removed outside its range; @none: removed in "
             "every layer). Discovered: from the model's own knockout curves on the discovery half "
-            "(flowcheck/specs/pathway_discovery.toml); discovery-half accuracies in brackets.",
+            "(flowcheck/specs/pathway_discovery.toml); discovery-half accuracies in brackets. A route whose curve "
+            "never reaches the discovery threshold gets no range and is removed in every layer, as in the paper's "
+            "protocol; `flowcheck pathways --model M` lists each route's curve minimum.",
         )
         return Contribution(tables=[table, specs])
 
@@ -400,6 +402,10 @@ def _accuracy_cell(p: PruningSummary, kind: str) -> str:
     value = getattr(p, f"{kind}_accuracy")
     if kind == "random" and p.random_per_seed:
         return f"{value:.1f} [{p.random_lo:.1f}, {p.random_hi:.1f}]"
+    if kind == "effective" and p.random_per_seed and value < p.random_lo:
+        # keeping these pathways hurts more than removing as many edges at random: a route the spec removes (in
+        # every layer for @none) carries the answer for this model
+        return f"{value:.1f} (below the random control: a removed route carries the answer)"
     return f"{value:.1f}"
 
 

@@ -177,9 +177,14 @@ def curve_rows(
         any_significant[condition] = any(t[8] for t in tested)
         _, _, c, old, cur, diff, low, high, significant, exceeds = max(tested, key=lambda t: (t[0], t[1]))
         n = old.size
+        shown = (
+            f"{metric}, all {len(windows)} windows equal"
+            if not any(t[1] > 0 for t in tested)
+            else f"{metric}, largest difference @ layer {c + 1}"
+        )
         rows.append(
             GateRow(
-                f"{metric} @ layer {c + 1}",
+                shown,
                 f"{old.mean():+.2f}%",
                 f"{cur.mean():+.2f}%",
                 f"{diff:+.2f} pts",
