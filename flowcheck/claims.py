@@ -101,6 +101,10 @@ MODEL_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
+# Threshold pairs that bound one range (lower, upper): a registry that reverses them makes a claim impossible.
+ORDERED_THRESHOLDS = (("from_fraction", "before_fraction"),)
+
+
 def _number(value: Any) -> bool:
     """A finite int or float (a NaN threshold would make every comparison fail, an infinite one every pass)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -215,6 +219,13 @@ def _merge_models(registry: Registry, models: Mapping[str, Any], source: str) ->
                         for key in set(overrides) & set(registry.evidence):
                             _evidence({key: overrides[key]}, registry.evidence, f'{source}: [models."{model}"]')
                         target.setdefault("thresholds", {}).setdefault(claim, {}).update(overrides)
+                        merged = {**registry.claims[claim].thresholds, **target["thresholds"][claim]}
+                        for low, high in ORDERED_THRESHOLDS:
+                            if low in merged and high in merged and not merged[low] < merged[high]:
+                                raise RegistryError(
+                                    f'{source}: [models."{model}".thresholds.{claim}] {low} = {merged[low]} must be '
+                                    f"below {high} = {merged[high]}: no value could satisfy the claim"
+                                )
                 else:
                     empty = [c for c, reason in value.items() if not isinstance(reason, str) or not reason.strip()]
                     if empty:

@@ -53,6 +53,18 @@ def _is_worker(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CLAIM_MARK}(name): a flowcheck claim test, parametrized over models x tasks")
+    baseline = getattr(config.option, "flow_baseline", None) or os.environ.get("FLOWCHECK_BASELINE")
+    if baseline:
+        if getattr(config.option, "update_snapshots", False):
+            # refused here, before syrupy runs: a failing test would leave the model's own baseline "unused", and
+            # syrupy's update deletes unused snapshots
+            _usage_error(
+                "flowcheck: --snapshot-update with --flow-baseline would overwrite or delete recorded baselines; "
+                "record a baseline without --flow-baseline "
+                "(pytest suites/test_gating.py --flow-model M --snapshot-update)"
+            )
+        # gating against another baseline leaves the model's own recorded baseline unused: not a failure
+        config.option.warn_unused_snapshots = True
     if _is_worker(config):
         _pin_worker_device(config)
     else:
@@ -148,6 +160,23 @@ def _validate(session) -> None:
             _usage_error(
                 f"flowcheck: --flow-data {dataset}: no sample could be loaded from {report.root} "
                 f"({len(report.skipped)} skipped: {reasons})"
+            )
+    from flowcheck.analyses.base import analyses
+    from flowcheck.claims import RegistryError
+
+    known = analyses()
+    unknown = [name for name in session.options.values.get("analyses") or [] if name not in known]
+    if unknown:
+        _usage_error(
+            f"flowcheck: --flow-analyses: unknown analysis {', '.join(map(repr, unknown))}; registered: "
+            f"{', '.join(sorted(known))}"
+        )
+    for model in session.models:
+        try:  # a --flow-pathway route spec against each model's depth, before any test runs
+            session.pruning_settings(model, session.handle(model).num_layers)
+        except RegistryError as err:
+            _usage_error(
+                f"flowcheck: {err} (or --flow-pathway discovered / paper-scaled), for model {session.source(model)}"
             )
     import torch
 

@@ -32,6 +32,13 @@ def test_gate(flow_case, flow, snapshot, request):
     location = Path(extension.get_location(test_location=snapshot.test_location, index=name))
     if not (location.exists() or updating):
         who = baseline or flow_case.model
+        if baseline:  # named explicitly: a missing baseline (a typo) must not turn a CI gate green
+            pytest.fail(
+                f"--flow-baseline {baseline!r}: no recorded baseline {location.name} in {location.parent}; "
+                f"record one with pytest suites/test_gating.py --flow-model {baseline}=PATH_OR_HUB_ID "
+                "--snapshot-update",
+                pytrace=False,
+            )
         pytest.skip(
             f"no recorded baseline named {who!r} ({location.name}): "
             f"record one with pytest suites/test_gating.py --flow-model {who}=PATH_OR_HUB_ID --snapshot-update"

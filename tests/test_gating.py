@@ -429,3 +429,14 @@ def test_prompt_template_hash_and_resolved_options(tmp_path):
         "cache_dir": {"value": "/c", "source": "default"},
         "dtype": {"value": "float32", "source": "command line"},
     }
+
+
+def test_a_non_finite_baseline_number_fails_its_row():
+    from flowcheck.gating.numbers import drift, drift_rows
+
+    current = {"probability": {"d/t/p": 99.0}}
+    corrupt = {"probability": {"d/t/p": float("nan")}}
+    tolerances = {"probability": {"abs": 5.0}}
+    (row,) = drift_rows(current, corrupt, tolerances)
+    assert row.verdict == FAIL and "not a finite number" in row.test
+    assert drift(current, corrupt, tolerances) and drift(current, {"probability": {"d/t/p": "abc"}}, tolerances)

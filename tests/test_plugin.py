@@ -188,6 +188,9 @@ def test_bad_models_and_datasets_stop_the_run_with_the_reason(pytester, assets):
         (["--flow-dtype", "int8"], "--flow-dtype: unknown dtype 'int8'"),
         (["--flow-data", "folder=/no/such/folder"], "--flow-data folder: *does not exist"),
         (["--flow-model", "a=/x", "--flow-model", "a=/y"], "two models are both named 'a'*"),
+        (["--flow-analyses", "bogus"], "--flow-analyses: unknown analysis 'bogus'*"),
+        (["--flow-pathway", "video->question@6-3"], "--flow-pathway: layers '6-3'*"),
+        (["--flow-baseline", "other", "--snapshot-update"], "--snapshot-update with --flow-baseline*"),
     ],
 )
 def test_a_usage_error_is_reported_once_before_any_test_without_a_traceback(pytester, assets, workers, args, message):

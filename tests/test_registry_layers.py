@@ -91,6 +91,8 @@ def test_a_per_model_min_samples_must_be_a_positive_integer(tmp_path, value):
         ('[models."m".thresholds.cross_frame_early]\nmin_change_pct = inf\n', "numbers"),
         ('[models."m".thresholds.cross_frame_early]\nwithin_fraction = 5.0\n', "between 0 and 1"),
         ('[models."m"]\nimage_model = "m"\n', "the model itself"),
+        ('[models."m".thresholds.answer_decided_after_middle]\nbefore_fraction = 0.3\n', "must be below"),
+        ('[models."m".thresholds.answer_decided_after_middle]\nfrom_fraction = 0.875\n', "must be below"),
     ],
 )
 def test_thresholds_that_would_decide_every_verdict_are_refused(tmp_path, entry, message):

@@ -8,6 +8,7 @@ tests instead (`flowcheck.gating.compare`); the others by `drift_rows`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 
 from flowcheck.analyses.base import analyses
@@ -36,6 +37,10 @@ def key_numbers(summaries: Mapping[str, Mapping[str, TaskSummary]]) -> dict[str,
     return {k: {m: round(float(v), 4) for m, v in d.items()} for k, d in out.items() if d}
 
 
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def drift(
     current: Mapping[str, Mapping[str, float]],
     baseline: Mapping[str, Mapping[str, float]],
@@ -54,6 +59,9 @@ def drift(
                 problems.append(f"{kind} {metric}: measured ({cur[metric]}) but not in the baseline")
                 continue
             a, b = cur[metric], base[metric]
+            if not (_finite(a) and _finite(b)):
+                problems.append(f"{kind} {metric}: {a!r} vs baseline {b!r}: not a finite number (a corrupt baseline?)")
+                continue
             allowed = max(tol.get("abs", 0.0), tol.get("rel", 0.0) * abs(b))
             if abs(a - b) > allowed + 1e-12:
                 problems.append(f"{kind} {metric}: {a} vs baseline {b} (|diff| {abs(a - b):.4g} > {allowed:.4g})")
@@ -79,6 +87,9 @@ def drift_rows(
                 rows.append(GateRow(metric, str(b), str(a), "—", "—", "—", "—", FAIL, f"{kind}: {side}"))
                 continue
             a, b = cur[metric], base[metric]
+            if not (_finite(a) and _finite(b)):  # NaN compares as "within tolerance": never let it pass
+                rows.append(GateRow(metric, repr(b), repr(a), "—", "—", "—", "—", FAIL, f"{kind}: not a finite number"))
+                continue
             allowed = max(tol.get("abs", 0.0), tol.get("rel", 0.0) * abs(b))
             rows.append(
                 GateRow(
