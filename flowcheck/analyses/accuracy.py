@@ -180,7 +180,7 @@ class AccuracyAnalysis(Analysis):
             rows,
             "Drop in points of first-token accuracy over all samples"
             + "".join(f"; [square brackets]: the drop's {resampling_text(r)}" for r in sorted(resampled))
-            + "; (round brackets): relative %; {braces}: the paper's values (it does not say whether they are "
+            + "; (round brackets): relative %; curly braces: the paper's values (it does not say whether they are "
             "points or relative %).",
         )
         return Contribution(tables=[table])

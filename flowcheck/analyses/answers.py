@@ -18,7 +18,6 @@ from typing import Any
 
 from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register
 from flowcheck.analyses.specs import Contribution, Table
-from flowcheck.data.frames import FrameCache, FrameRequest
 from flowcheck.data.sample import OPTION_LETTERS
 from flowcheck.edges import check_layout_for, parse_layer_range, resolve_conditions
 from flowcheck.engine.generate import Generation, generate_under_knockout
@@ -58,10 +57,15 @@ class OpenEndedEncoder:
 
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
+        # imported here: the report re-renders these analyses from results.json without the frame loader
+        from flowcheck.data.frames import FrameCache
+
         self.frames = FrameCache(max_items=2)
 
     def __call__(self, sample) -> EncodedSample:
         model = self.setup.model
+        from flowcheck.data.frames import FrameRequest
+
         frames = self.frames.get(FrameRequest.of(sample, model.num_frames))
         return model.adapter.encode_open_ended(sample, frames)
 

@@ -24,7 +24,6 @@ from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, regi
 from flowcheck.analyses.examples import example_ids, safe_name, task_of
 from flowcheck.analyses.logit_lens import KeywordLists, layer_bins, lens_bin_size, setup_keywords, video_top1
 from flowcheck.analyses.specs import Contribution, Figure, FrameOverlay, WordCell
-from flowcheck.data.frames import FrameCache, FrameRequest
 from flowcheck.layout import TokenLayout
 
 
@@ -73,6 +72,9 @@ class FrameLens(Analysis):
         self.norm = bool(setup.settings.get("norm", lens.get("norm", False)))
         self.size = int(setup.settings.get("thumbnail", 96))
         self.bins = layer_bins(setup.num_layers, int(setup.settings.get("bin_size", lens_bin_size(setup.num_layers))))
+        # imported here: the report re-renders these analyses from results.json without the frame loader
+        from flowcheck.data.frames import FrameCache
+
         self.frames = FrameCache(max_items=2)
 
     def parameters(self) -> dict[str, Any]:
@@ -90,6 +92,8 @@ class FrameLens(Analysis):
     def compute(self, decoder, encoded, sample) -> dict[str, Any]:
         top1 = video_top1(decoder, encoded, self.unembedding, self.norm)
         layout = encoded.layout
+        from flowcheck.data.frames import FrameRequest
+
         video = self.frames.get(FrameRequest.of(sample, self.setup.model.num_frames))
         return {
             "grid": list(layout.frame_grid) if layout.frame_grid else None,
