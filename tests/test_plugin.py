@@ -142,8 +142,10 @@ def test_gating_snapshot_passes_within_tolerance_and_fails_on_drift(project, pyt
     unrecorded.assert_outcomes(skipped=1)
     unrecorded.stdout.fnmatch_lines(["*no recorded baseline*--snapshot-update*"])
     never = project("test_gating.py", "--flow-baseline", "never-recorded", "-rs")
-    never.assert_outcomes(skipped=1)
-    never.stdout.fnmatch_lines(["*no recorded baseline named 'never-recorded'*--flow-model never-recorded=*"])
+    never.assert_outcomes(failed=1)  # named explicitly: a typo must not pass a CI gate
+    never.stdout.fnmatch_lines(
+        ["*--flow-baseline 'never-recorded': no recorded baseline*--flow-model never-recorded=*"]
+    )
     record = project("test_gating.py", "--snapshot-update")
     record.assert_outcomes(passed=1)
     (snapshot,) = list((pytester.path / "__snapshots__").rglob("*.json"))
