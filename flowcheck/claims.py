@@ -360,9 +360,19 @@ def evaluators() -> dict[str, Evaluator]:
 
 
 def evaluate(registry: Registry, claim: str, evidence: Evidence) -> ClaimResult:
-    """Evaluate `claim` on `evidence`. Raises NotEvaluable when the evidence does not allow a verdict and KeyError
-    when no evaluator is registered for the claim."""
+    """Evaluate `claim` on `evidence`. Raises NotEvaluable when the evidence does not allow a verdict (saying so
+    when the task has only open-ended questions, which the paper's claims do not read) and KeyError when no
+    evaluator is registered for the claim."""
     known = evaluators()
     if claim not in known:
         raise KeyError(f"no evaluator is registered for claim {claim!r}; registered: {', '.join(sorted(known))}")
-    return known[claim](registry.claims[claim], evidence)
+    try:
+        return known[claim](registry.claims[claim], evidence)
+    except NotEvaluable as err:
+        s = evidence.summary
+        if s.n == 0 and s.n_open_ended:
+            raise NotEvaluable(
+                f"{s.model} on {s.task}: the task's {s.n_open_ended} questions are open-ended (no candidates), and "
+                f"this claim reads multiple-choice samples ({err})"
+            ) from None
+        raise

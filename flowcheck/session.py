@@ -232,7 +232,10 @@ class FlowSession:
         if model in self._verifications:
             return self._verifications[model]
         handle = self.handle(model)
-        samples = next((self.dataset(name) for name in self.options.data if self.dataset(name)), [])
+        # the contract checks a multiple-choice prompt: the first dataset with such samples
+        samples = next(
+            (mc for name in self.options.data if (mc := [s for s in self.dataset(name) if not s.open_ended])), []
+        )
         result = None
         if samples:
             sample = choose_sample(samples)
@@ -459,12 +462,13 @@ class FlowSession:
                 results = self.results(model, dataset, compute=False)
             except Exception:  # a model that cannot even be opened here (e.g. no config offline)
                 continue
-            if not results.baselines:
+            if not results.baselines and not results.open_ended:
                 continue
             per_task = {task: self.summary(Case(model, dataset, task), compute=False) for task in results.tasks()}
             per_task["all"] = self.summary(Case(model, dataset, "all"), compute=False)
             summaries[(model, dataset)] = per_task
-            video_tokens[model] = len(results.baselines[0].token_layout.video)
+            if results.baselines:
+                video_tokens[model] = len(results.baselines[0].token_layout.video)
         models = {m for m, _ in summaries}
         return RunRecord(
             metadata=self._metadata(started, root or Path.cwd()),

@@ -5,7 +5,8 @@ Generation is greedy (`flowcheck.engine.generate`), the knockout active over the
 (new tokens inherit the last prompt row's blocking pattern, the authors' convention). Two prompt modes (setting
 ``mode``): ``"mc"``, the paper's multiple-choice prompt ending in ``Best option:(``, whose first generated token is
 mapped to its option; ``"open_ended"``, the question without options and without the answer prefix
-(`flowcheck.prompt.open_text`). Defaults are data: ``flowcheck/specs/generation.json``.
+(`flowcheck.prompt.open_text`). Defaults are data: ``flowcheck/specs/generation.json``. Open-ended samples (a
+free-text reference answer, no options) always use the open-ended prompt; the report shows their reference answer.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class AnswersUnderKnockout(Analysis):
 
     name = "answers_under_knockout"
     title = "Answers under knockout (Table 2, answer examples)"
+    handles_open_ended = True
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
@@ -131,8 +133,9 @@ class AnswersUnderKnockout(Analysis):
         }
 
     def compute(self, decoder, encoded, sample) -> dict[str, Any]:
-        mc = self.settings["mode"] == "mc"
-        prompt = encoded if mc else self.open_encoder(sample)
+        mc = self.settings["mode"] == "mc" and not sample.open_ended
+        # an open-ended sample arrives encoded with the open-ended prompt (the runner encodes it so)
+        prompt = encoded if mc or sample.open_ended else self.open_encoder(sample)
         check_layout_for(self.condition, prompt.layout)
         rects = self.condition.rectangles(prompt.layout)
         tokenizer = self.setup.model.tokenizer
@@ -144,8 +147,8 @@ class AnswersUnderKnockout(Analysis):
         base = generate_under_knockout(decoder, prompt.inputs, None, **options)
         knocked = generate_under_knockout(decoder, prompt.inputs, dict.fromkeys(self.window.layers, rects), **options)
         truth = sample.answer_index if mc else None
-        return {
-            "mode": self.settings["mode"],
+        out = {
+            "mode": "mc" if mc else "open_ended",
             "question": sample.question,
             "options": list(sample.options),
             "true_index": sample.answer_index,
@@ -153,33 +156,39 @@ class AnswersUnderKnockout(Analysis):
             "knockout": answer_record(knocked, tokenizer, prompt, truth),
             "differ": base.token_ids != knocked.token_ids,
         }
+        if sample.open_ended:
+            out["reference"] = sample.reference
+        return out
 
     @classmethod
     def summarise(cls, view: TaskView) -> dict[str, Any] | None:
-        results = [(b.sample_id, r) for b in view.baselines if (r := view.results.get(cls.name, {}).get(b.sample_id))]
+        ids = [b.sample_id for b in view.baselines] + [o.sample_id for o in view.open_ended]
+        results = [(i, r) for i in ids if (r := view.results.get(cls.name, {}).get(i))]
         if not results:
             return None
         n = len(results)
-        mc = results[0][1]["mode"] == "mc"
+        choice = [r for _, r in results if r["mode"] == "mc"]
         summary: dict[str, Any] = {
-            "mode": results[0][1]["mode"],
+            "mode": ", ".join(sorted({r["mode"] for _, r in results})),
             "n": n,
             "changed": sum(r["differ"] for _, r in results),
         }
         summary["changed_share"] = 100 * summary["changed"] / n
-        if mc:
-            summary["accuracy_base"] = 100 * sum(r["baseline"]["correct"] for _, r in results) / n
-            summary["accuracy_knockout"] = 100 * sum(r["knockout"]["correct"] for _, r in results) / n
+        if choice:  # the multiple-choice answers only (open-ended ones have no option to be right about)
+            summary["n_mc"] = len(choice)
+            summary["accuracy_base"] = 100 * sum(r["baseline"]["correct"] for r in choice) / len(choice)
+            summary["accuracy_knockout"] = 100 * sum(r["knockout"]["correct"] for r in choice) / len(choice)
 
         def rank(item: tuple[str, dict]) -> int:
             r = item[1]
-            return 0 if mc and r["baseline"]["correct"] and not r["knockout"]["correct"] else 1
+            flipped = r["mode"] == "mc" and r["baseline"]["correct"] and not r["knockout"]["correct"]
+            return 0 if flipped else 1
 
         changed = sorted((item for item in results if item[1]["differ"]), key=rank)  # stable: task order kept
         limit = int(view.info.get(cls.name, {}).get("examples", generation_defaults()[cls.name]["examples"]))
 
         def side(r: dict, which: str) -> str:
-            same_choice = mc and r["baseline"].get("choice") == r["knockout"].get("choice")
+            same_choice = r["mode"] == "mc" and r["baseline"].get("choice") == r["knockout"].get("choice")
             text = shown(r[which], r["options"])
             return f"{text} [generated: {r[which]['text']}]" if same_choice else text
 
@@ -192,6 +201,7 @@ class AnswersUnderKnockout(Analysis):
                 "baseline_text": r["baseline"]["text"],
                 "knockout_text": r["knockout"]["text"],
                 "flip": "correct -> wrong" if rank((sid, r)) == 0 else "changed",
+                **({"reference": r["reference"]} if "reference" in r else {}),
             }
             for sid, r in changed[:limit]
         ]
@@ -207,13 +217,18 @@ class AnswersUnderKnockout(Analysis):
                     continue
                 acc = run.get(task, "accuracy")
                 drop = "" if acc is None else (f"{acc.drop_points:+.1f}" if acc.base > 0 else "n/a (none correct)")
+                if acc is None and "accuracy_base" not in s:
+                    drop = "n/a (open-ended)"
                 share = f"{s['changed_share']:.0f}% ({s['changed']} of {s['n']})"
                 if "accuracy_base" in s:
                     share += f"; generated-letter accuracy {s['accuracy_base']:.0f} -> {s['accuracy_knockout']:.0f}"
+                    if s.get("n_mc", s["n"]) != s["n"]:
+                        share += f" (the {s['n_mc']} multiple-choice samples)"
                 examples = s["examples"] or [{"question": "", "baseline": "no answer changed", "knockout": ""}]
                 for i, ex in enumerate(examples):
                     head = [run.model, run.dataset, task, drop, share] if i == 0 else ["", "", "", "", ""]
-                    rows.append([*head, ex["question"], ex["baseline"], ex["knockout"]])
+                    question = ex["question"] + (f" (reference: {ex['reference']})" if ex.get("reference") else "")
+                    rows.append([*head, question, ex["baseline"], ex["knockout"]])
         if not rows:
             return Contribution()
         table = Table(
@@ -224,7 +239,8 @@ class AnswersUnderKnockout(Analysis):
             "Greedy generation (transformers generate, do_sample=False) with the knockout over the prompt and every "
             "new token; new tokens inherit the last prompt row's blocking pattern (the authors' convention). "
             "Multiple-choice prompts show the option named by the first generated token (and the generated text in "
-            "brackets when only later tokens changed). Examples: up to three per "
+            "brackets when only later tokens changed); open-ended questions (no candidates) are answered with the "
+            "open-ended prompt and show their reference answer next to the question. Examples: up to three per "
             "task whose answer changed, correct -> wrong first, then in task order. Acc drop: first-token letter "
             "scoring over all samples (accuracy analysis).",
         )

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from flowcheck.analyses.curves import METRICS
-from flowcheck.analyses.records import Baseline
+from flowcheck.analyses.records import Baseline, OpenEndedSample
 from flowcheck.analyses.specs import Contribution
 from flowcheck.edges import Condition, Window
 from flowcheck.naming import file_stem
@@ -84,9 +84,11 @@ class Setup:
 class TaskView:
     """One task's per-sample results of every analysis (what `Analysis.summarise` reads).
 
-    `baselines`: the unblocked prediction of every sample of the task; `chosen`: ids of the samples the plan's
-    selection keeps (correctly answered by default, the paper's convention); `results[name][sample_id]`: each
-    analysis's decoded per-sample result; `info[name]`: each analysis's run-level information (`Analysis.info`).
+    `baselines`: the unblocked prediction of every multiple-choice sample of the task; `chosen`: ids of the samples
+    the plan's selection keeps (correctly answered by default, the paper's convention); `results[name][sample_id]`:
+    each analysis's decoded per-sample result; `info[name]`: each analysis's run-level information (`Analysis.info`);
+    `open_ended`: the task's open-ended samples (no options, no baseline; read only by analyses with
+    `Analysis.handles_open_ended`).
 
     Intervals: `videos[sample_id]` is the sample's video key (its video file and clip bounds,
     `flowcheck.analyses.runner.video_key`; filled where the view is built, never cached); `resampling` is "video"
@@ -108,6 +110,7 @@ class TaskView:
     videos: Mapping[str, str] = field(default_factory=dict)
     resampling: str = "video"
     curve_metric: str = "relative_change"
+    open_ended: Sequence[OpenEndedSample] = ()
 
     def __post_init__(self) -> None:
         if self.resampling not in RESAMPLING:
@@ -166,6 +169,9 @@ class Analysis:
     summary_type: ClassVar[type | None] = None  # a dataclass with to_dict(); None: summaries are plain dicts
     provides_baseline: ClassVar[bool] = False  # True for the one analysis whose results give `baseline()`
     opt_in: ClassVar[bool] = False  # True: runs only when named (option --flow-analyses), not by default
+    # True: compute() also runs on open-ended samples (no options; `encoded` is then the open-ended prompt,
+    # `ModelAdapter.encode_open_ended`) and summarise() reads them from `TaskView.open_ended`
+    handles_open_ended: ClassVar[bool] = False
 
     def __init__(self, setup: Setup) -> None:
         self.setup = setup

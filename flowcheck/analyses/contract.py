@@ -485,8 +485,7 @@ def frames_digest(frames: Any) -> str:
 
 def sample_digest(sample: Sample, frames: Any) -> str:
     """Content identity of what `verify` checks: the sample's annotation and its decoded frames."""
-    annotation = [sample.id, sample.question, list(sample.options), sample.answer_index, sample.start, sample.end]
-    return hashlib.sha256((json.dumps(annotation) + frames_digest(frames)).encode()).hexdigest()[:24]
+    return hashlib.sha256((json.dumps(sample.annotation()) + frames_digest(frames)).encode()).hexdigest()[:24]
 
 
 def model_identity(model: ModelAdapter | ModelHandle) -> dict[str, Any]:
@@ -526,12 +525,24 @@ def verification_key(model: ModelAdapter | ModelHandle, sample: Sample, frames: 
 def choose_sample(samples: Sequence[Sample], task: str | None = None, sample_id: str | None = None) -> Sample:
     """The sample a verification runs on: `sample_id`, else the first sample (by id) of `task` or of the first task
     (sorted by name), so `flowcheck verify` and the suites' session-start check pick the same one and share
-    the cached result. Raises `LookupError` naming what exists."""
+    the cached result. Only multiple-choice samples qualify (the checks read option spans and letters). Raises
+    `LookupError` naming what exists, or saying that the dataset's samples are open-ended."""
     if sample_id is not None:
         for sample in samples:
             if sample.id == sample_id:
+                if sample.open_ended:
+                    raise LookupError(
+                        f"sample {sample_id!r} is open-ended (no options); the adapter contract checks the "
+                        "multiple-choice prompt: choose a sample with candidates"
+                    )
                 return sample
         raise LookupError(f"no sample {sample_id!r} in the dataset (e.g. {', '.join(s.id for s in samples[:3])})")
+    if samples and all(s.open_ended for s in samples):
+        raise LookupError(
+            "every sample of the dataset is open-ended (no options); the adapter contract checks the multiple-choice "
+            "prompt: verify on a dataset with candidates (e.g. --flow-data synthetic)"
+        )
+    samples = [s for s in samples if not s.open_ended]
     tasks = sorted({s.task for s in samples})
     if not tasks:
         raise LookupError("the dataset has no samples")

@@ -96,6 +96,7 @@ class OpenEndedFlow(Analysis):
     # analysis together (measured CPU time per sample: +85% over the default analyses; with the answers
     # analysis's +33% the main job would more than double).
     opt_in = True
+    handles_open_ended = True
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
@@ -147,7 +148,9 @@ class OpenEndedFlow(Analysis):
 
     def compute(self, decoder, encoded, sample) -> dict[str, Any]:
         tokenizer = self.setup.model.tokenizer
-        prompt = encoded if self.settings["prompt"] == "mc" else self.open_encoder(sample)
+        # an open-ended sample (no options) arrives encoded with the open-ended prompt (the runner encodes it so)
+        mode = "open_ended" if sample.open_ended else self.settings["prompt"]
+        prompt = encoded if mode == "mc" or sample.open_ended else self.open_encoder(sample)
         generated = generate_under_knockout(
             decoder,
             prompt.inputs,
@@ -169,6 +172,7 @@ class OpenEndedFlow(Analysis):
             position, word = anchors[k - 1]
             orders[str(k)] = self._sweep(decoder, prompt, tokens, position, word)
         return {
+            "prompt": mode,
             "text": text.strip(),
             "tokens": tokens,
             "anchors": [[p, w] for p, w in anchors],
@@ -197,7 +201,8 @@ class OpenEndedFlow(Analysis):
     @classmethod
     def summarise(cls, view: TaskView) -> dict[str, Any] | None:
         per = view.results.get(cls.name, {})
-        results = [per[b.sample_id] for b in view.baselines if b.sample_id in per]
+        ids = [b.sample_id for b in view.baselines] + [o.sample_id for o in view.open_ended]
+        results = [per[i] for i in ids if i in per]
         if not results:
             return None
         curves: dict[str, dict[str, Any]] = {}
@@ -213,7 +218,8 @@ class OpenEndedFlow(Analysis):
         info = view.info.get(cls.name, {})
         out: dict[str, Any] = {
             "n": len(results),
-            "prompt": info.get("prompt", ""),
+            # per-sample prompts (results cached before they were recorded used the run's setting)
+            "prompt": ", ".join(sorted({r.get("prompt", info.get("prompt", "")) for r in results})),
             "anchors": info.get("anchors", ""),
             "with_anchor": counts,
             "labels": info.get("labels", {}),  # condition -> label, in the order of generation.json

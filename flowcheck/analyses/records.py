@@ -39,6 +39,18 @@ class Baseline:
         return TokenLayout.from_dict(self.layout)
 
 
+@dataclass(frozen=True)
+class OpenEndedSample:
+    """An open-ended sample (a free-text `reference` answer, no options; `flowcheck.data.sample.Sample.open_ended`)
+    the run computed results for. It has no `Baseline` (there are no option letters to score), so it never enters
+    accuracies, knockout curves or gates; only analyses with `handles_open_ended` read it."""
+
+    sample_id: str
+    task: str
+    dataset: str
+    reference: str
+
+
 @dataclass
 class KnockoutRecord:
     """One (sample, condition, window): the probability of the base prediction before and after."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowcheck.analyses.base import Analysis, AnalysisUnavailable, Setup, selected
-from flowcheck.analyses.records import Baseline
+from flowcheck.analyses.records import Baseline, OpenEndedSample
 from flowcheck.cache import ResultCache, cache_key
 from flowcheck.data.frames import FRAME_RULE, FrameCache, FrameRequest, VideoError
 from flowcheck.data.report import Skipped
@@ -23,6 +23,10 @@ from flowcheck.models.handle import ModelHandle
 from flowcheck.progress import NullProgress, ProgressSink
 
 NOT_COMPUTED = "not in the result cache (not computed)"
+OPEN_ENDED_UNUSED = (
+    "open-ended question (no candidates): none of the run's analyses answers open-ended questions; run "
+    "answers_under_knockout or open_ended_flow (--flow-analyses open_ended_flow)"
+)
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,10 @@ class AnalysisPlan:
 
 @dataclass
 class ModelResults:
-    """Per-sample results of one model on one dataset: each sample's baseline and, per analysis name, its decoded
-    per-sample results by sample id; `info` and `problems` per analysis (why one could not run); `videos`: each
-    sample's video key (`video_key`, for video-clustered intervals; filled here, never cached)."""
+    """Per-sample results of one model on one dataset: each multiple-choice sample's baseline, each open-ended
+    sample's record (`open_ended`: no options, so no baseline) and, per analysis name, its decoded per-sample
+    results by sample id; `info` and `problems` per analysis (why one could not run); `videos`: each sample's video
+    key (`video_key`, for video-clustered intervals; filled here, never cached)."""
 
     model: str
     fingerprint: str
@@ -66,13 +71,16 @@ class ModelResults:
     computed: int = 0
     cached: int = 0
     videos: dict[str, str] = field(default_factory=dict)
+    open_ended: list[OpenEndedSample] = field(default_factory=list)
 
     def tasks(self) -> list[str]:
-        return sorted({b.task for b in self.baselines})
+        return sorted({b.task for b in self.baselines} | {o.task for o in self.open_ended})
 
     def for_task(self, task: str) -> ModelResults:
         """The same results restricted to one task."""
-        ids = {b.sample_id for b in self.baselines if b.task == task}
+        ids = {b.sample_id for b in self.baselines if b.task == task} | {
+            o.sample_id for o in self.open_ended if o.task == task
+        }
         return ModelResults(
             self.model,
             self.fingerprint,
@@ -84,17 +92,14 @@ class ModelResults:
             self.problems,
             [s for s in self.skipped if f"/{task}/" in s.sample_id or s.sample_id.endswith(f"/{task}")],
             videos={k: v for k, v in self.videos.items() if k in ids},
+            open_ended=[o for o in self.open_ended if o.task == task],
         )
 
 
 def sample_fingerprint(sample: Sample) -> str:
     """Content identity of a sample: its annotation and its video bytes (portable across machines)."""
     digest = hashlib.sha256()
-    digest.update(
-        json.dumps(
-            [sample.id, sample.question, list(sample.options), sample.answer_index, sample.start, sample.end]
-        ).encode()
-    )
+    digest.update(json.dumps(sample.annotation()).encode())
     with open(sample.video, "rb") as fh:
         for chunk in iter(lambda: fh.read(2**20), b""):
             digest.update(chunk)
@@ -266,7 +271,15 @@ def _one_sample(
     results: ModelResults,
     compute: bool,
 ) -> str:
-    """One sample's results of `analyses` (from the cache or computed); "computed", "cached" or "skipped"."""
+    """One sample's results of `analyses` (from the cache or computed); "computed", "cached" or "skipped".
+
+    An open-ended sample (`Sample.open_ended`) gets only the analyses that handle open-ended samples, encoded with
+    the open-ended prompt, and an `OpenEndedSample` record instead of a baseline."""
+    if sample.open_ended:
+        analyses = [a for a in analyses if a.handles_open_ended]
+        if not analyses:
+            results.skipped.append(Skipped(sample.id, str(sample.video), OPEN_ENDED_UNUSED))
+            return "skipped"
     try:
         fingerprint = sample_fingerprint(sample)
     except OSError as err:
@@ -297,7 +310,7 @@ def _one_sample(
         adapter = model.adapter
         try:
             frames = frames_cache.get(FrameRequest.of(sample, model.num_frames))
-            encoded = adapter.encode(sample, frames)
+            encoded = adapter.encode_open_ended(sample, frames) if sample.open_ended else adapter.encode(sample, frames)
         except (VideoError, AdapterError) as err:
             results.skipped.append(Skipped(sample.id, str(sample.video), str(getattr(err, "reason", err))))
             return "skipped"
@@ -308,6 +321,8 @@ def _one_sample(
                 stored[analysis.name], loaded[analysis.name] = value, analysis.load(value)
         outcome = "computed"
     results.videos[sample.id] = video_key(sample)
+    if sample.open_ended:
+        results.open_ended.append(OpenEndedSample(sample.id, sample.task, sample.dataset, sample.answer))
     for analysis in analyses:
         value = loaded[analysis.name]
         results.results[analysis.name][sample.id] = value

@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # the report reads summaries without the runner
 class TaskSummary:
     """Every analysis's summary of one model on one task (``task="all"``: the whole dataset).
 
-    `analyses[name]`: the summary of registered analysis `name` (its `summary_type`, or a JSON object), absent
+    `n` and `n_correct` count the multiple-choice samples (those with a baseline); `n_open_ended` the open-ended
+    ones (no options: only generation analyses read them). `analyses[name]`: the summary of registered analysis
+    `name` (its `summary_type`, or a JSON object), absent
     when it has nothing to summarise; `problems[name]`: why analysis `name` could not run for the model."""
 
     model: str
@@ -28,6 +30,7 @@ class TaskSummary:
     n_correct: int
     analyses: dict[str, Any] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
+    n_open_ended: int = 0
 
     def get(self, name: str) -> Any:
         """Analysis `name`'s summary, or None."""
@@ -39,6 +42,7 @@ class TaskSummary:
         return {
             "n": self.n,
             "n_correct": self.n_correct,
+            "n_open_ended": self.n_open_ended,
             "num_layers": self.num_layers,
             "analyses": {
                 name: known[name].summary_to_dict(value) if name in known else value
@@ -63,6 +67,7 @@ class TaskSummary:
                 for name, value in data.get("analyses", {}).items()
             },
             dict(data.get("problems", {})),
+            data.get("n_open_ended", 0),
         )
 
 
@@ -91,8 +96,9 @@ def summarise(
         n=len(baselines),
         n_correct=sum(b.correct for b in baselines),
         problems=dict(results.problems),
+        n_open_ended=len(subset.open_ended),
     )
-    if not baselines:
+    if not baselines and not subset.open_ended:
         return summary
     view = TaskView(
         results.model,
@@ -109,9 +115,12 @@ def summarise(
         videos=subset.videos,
         resampling=resampling,
         curve_metric=curve_metric,
+        open_ended=subset.open_ended,
     )
     known = analyses()
     for name in subset.results:
+        if not baselines and not known[name].handles_open_ended:
+            continue  # only open-ended samples: the multiple-choice analyses have nothing to summarise
         try:
             value = known[name].summarise(view)
         except AnalysisUnavailable as err:

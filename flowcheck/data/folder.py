@@ -1,9 +1,11 @@
 """Benchmarks in the TVBench layout: ``json/<task>.json`` + ``video/<task>/<file>``.
 
 Each JSON file is a list of ``{video, question, candidates, answer, [start, end], [id]}`` where
-`answer` is the text of one candidate. Entries are validated against `schemas.TVBenchEntry`
-(question and option text normalised); bad entries are skipped and listed in the LoadReport with
-the file, the entry and the field at fault.
+`answer` is the text of one candidate (a multiple-choice question), or of ``{video, question, answer,
+[start, end], [id]}`` without `candidates`, where `answer` is a free-text reference answer (an open-ended
+question: only the analyses that generate an answer run on it). Entries are validated against
+`schemas.TVBenchEntry` or `schemas.OpenEndedEntry` (text normalised); bad entries are skipped and listed in the
+LoadReport with the file, the entry and the field at fault.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from pydantic import ValidationError
 from flowcheck.data.registry import DatasetSpec, OptionConvention, register
 from flowcheck.data.report import DataError, LoadReport
 from flowcheck.data.sample import OPTION_LETTERS, Sample
-from flowcheck.data.schemas import TVBenchEntry, answer_index, entry_problem, json_type, read_json
+from flowcheck.data.schemas import (
+    OpenEndedEntry,
+    TVBenchEntry,
+    answer_index,
+    entry_problem,
+    json_type,
+    read_json,
+)
 
 
 def available_tasks(root: Path) -> list[str]:
@@ -93,11 +102,22 @@ def _sample(
         return None, (sample_id, str(path), f"{where}the entry is {json_type(raw)}, not an object")
     if getattr(raw, "duplicates", None):
         return None, (sample_id, str(path), f"{where}the entry repeats the field(s) {raw.duplicates}")
+    open_ended = "candidates" not in raw
     try:
-        entry = TVBenchEntry.model_validate(raw)
+        entry = (OpenEndedEntry if open_ended else TVBenchEntry).model_validate(raw)
     except ValidationError as err:
-        return None, (sample_id, str(path), where + entry_problem(err))
-    index_of_answer, problem = answer_index(entry.answer, entry.candidates)
+        kind = (
+            " (an entry without 'candidates' is an open-ended question: video, question and a free-text answer; "
+            "a multiple-choice entry needs 'candidates')"
+            if open_ended
+            else ""
+        )
+        return None, (sample_id, str(path), where + entry_problem(err) + kind)
+    if open_ended:
+        index_of_answer, problem, options, reference = -1, None, (), entry.answer
+    else:
+        index_of_answer, problem = answer_index(entry.answer, entry.candidates)
+        options, reference = tuple(entry.candidates), None
     if problem is not None:
         return None, (sample_id, str(path), where + problem)
     try:
@@ -106,11 +126,12 @@ def _sample(
             task=task,
             video=root / video_dir / task / entry.video,
             question=entry.question,
-            options=tuple(entry.candidates),
+            options=options,
             answer_index=index_of_answer,
             start=entry.start if bounded else None,
             end=entry.end if bounded else None,
             dataset=dataset,
+            reference=reference,
         )
     except ValueError as err:  # e.g. more options than letters
         return None, (sample_id, str(path), f"{where}{err}")
@@ -120,7 +141,8 @@ def _sample(
 def load_folder(
     root: Path | None, tasks: list[str] | None = None, max_per_task: int | None = None
 ) -> tuple[list[Sample], LoadReport]:
-    """The ``folder`` dataset: a user's benchmark in the TVBench layout, named after its folder.
+    """The ``folder`` dataset: a user's benchmark in the TVBench layout (multiple-choice and/or open-ended entries),
+    named after its folder.
 
     Raises DataError when no root is given."""
     if root is None:
@@ -136,7 +158,10 @@ SPEC = register(
         temporal=None,
         keywords="action_sequence",
         options=OptionConvention(
-            1, len(OPTION_LETTERS), "text", note="as many candidates as each annotation lists (1 to 26)"
+            1,
+            len(OPTION_LETTERS),
+            "text",
+            note="as many candidates as each annotation lists (1 to 26); none for an open-ended entry",
         ),
     )
 )

@@ -44,13 +44,12 @@ def _video_digest(path: Path) -> str:
 
 def sample_identity(dataset: str, sample: Sample) -> tuple[str, str]:
     """`(fingerprint, video)` of a sample: the fingerprint (16 hex digits) hashes the dataset name, sample id,
-    question, options, answer index, clip bounds (seconds) and the video's bytes, so that two runs pair a sample only
-    when all of them are equal; `video` (12 hex digits) hashes the video's bytes alone (questions about one video
-    share it: the bootstrap's cluster). Raises OSError when the video cannot be read."""
+    question, options, answer index, clip bounds (seconds), the open-ended reference answer if any
+    (`Sample.annotation`) and the video's bytes, so that two runs pair a sample only when all of them are equal;
+    `video` (12 hex digits) hashes the video's bytes alone (questions about one video share it: the bootstrap's
+    cluster). Raises OSError when the video cannot be read."""
     video = _video_digest(Path(sample.video))
-    text = json.dumps(
-        [dataset, sample.id, sample.question, list(sample.options), sample.answer_index, sample.start, sample.end]
-    )
+    text = json.dumps([dataset, *sample.annotation()])
     fingerprint = hashlib.sha256(f"{text}\n{video}".encode()).hexdigest()[:16]
     return fingerprint, video[:12]
 

@@ -83,7 +83,10 @@ def test_bad_entries_are_skipped_and_listed_with_the_file_and_reason(tmp_path):
     reasons = {s.sample_id: s.reason for s in report.skipped}
     assert [s.id for s in samples] == ["mine/t/00000", "mine/t/dup"]
     assert "entry 1: field 'answer': 'up' is not among the candidates" in reasons["mine/t/00001"]
-    assert "entry 2: field 'candidates': Field required" in reasons["mine/t/00002"]
+    assert (
+        "entry 2: field 'answer': Field required (an entry without 'candidates' is an open-ended question"
+        in (reasons["mine/t/00002"])
+    )
     assert "duplicate sample id" in reasons["mine/t/dup"]
     assert "video file not found" in reasons["mine/t/00005"]
     assert "empty task" in reasons["mine/empty"]
