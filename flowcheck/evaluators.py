@@ -360,7 +360,10 @@ def _random(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
     p = _pruning_summary(s, t)
     if not p.random_per_seed or math.isnan(p.random_hi):
-        raise NotEvaluable("the pruning results have no interval of the random control (re-run the analysis)")
+        raise NotEvaluable(
+            "the pruning results have no interval of the random control (a single video or sample has none; results "
+            "computed before intervals existed need a re-run)"
+        )
     loss = p.full_accuracy - p.random_hi
     return claim_result(
         spec,
@@ -392,6 +395,10 @@ def _alignment(spec: ClaimSpec, e: Evidence) -> ClaimResult:
     s, t = e.summary, e.thresholds
     a = _analysis(s, "lens_alignment", "logit-lens alignment")
     require_samples(s, a.get("n_paired", 0), t, "correctly answered samples with temporal and spatial keyword hits")
+    if math.isnan(a["gap_low"]):
+        raise NotEvaluable(
+            f"the interval of the temporal-spatial gap needs at least two samples with keyword hits ({a['n_paired']})"
+        )
     passed = a["temporal_drop_pct"] >= t["min_temporal_drop_pct"] and a["gap_low"] > t["min_gap_pct"]
     return claim_result(
         spec,

@@ -52,8 +52,9 @@ def bootstrap_ci(
     `clusters` `[n]` (e.g. the video of each question) resamples whole clusters: the statistic of a resample is
     the sum of its clusters' values over their total size, so a cluster counted twice weighs twice. Without
     clusters every value is its own cluster; two identical questions of one video give the interval of one.
-    NaN for no values; `(v, v)` when every value is v. Raises ValueError for non-finite values or labels of
-    the wrong length.
+    NaN for no values and for a single cluster (one value, or every question about one video: resampling it
+    cannot estimate any spread, and a zero-width interval would read as certainty); `(v, v)` when every value of
+    two or more clusters is v. Raises ValueError for non-finite values or labels of the wrong length.
     """
     v = np.asarray(values, dtype=float).reshape(-1)
     if v.size == 0:
@@ -61,7 +62,9 @@ def bootstrap_ci(
     if not np.all(np.isfinite(v)):
         raise ValueError("bootstrap_ci got NaN or infinite values; drop or fix them before computing an interval")
     sums, sizes = _cluster_sums(v, clusters)
-    if sums.size == 1 or np.ptp(v) == 0:
+    if sums.size == 1:
+        return float("nan"), float("nan")
+    if np.ptp(v) == 0:
         m = float(v.mean())
         return m, m
     result = sps.bootstrap(

@@ -1,8 +1,11 @@
 """flowcheck.stats: bootstrap intervals (plain, clustered, paired) and exact McNemar / sign tests."""
 
+import math
+
 import numpy as np
 import pytest
 
+from flowcheck.analyses.specs import NO_INTERVAL, interval_text
 from flowcheck.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap_ci, sign_test_greater
 
 
@@ -66,3 +69,18 @@ def test_sign_test_by_hand():
     assert sign_test_greater(5, 0) == pytest.approx(1 / 32)
     assert sign_test_greater(3, 1) == pytest.approx(5 / 16)
     assert sign_test_greater(0, 0) == 1.0
+
+
+def test_a_single_cluster_has_no_interval():
+    """One value, or every value from one video: resampling cannot estimate a spread, so the interval is undefined
+    (NaN), not a zero-width interval that reads as certainty; two clusters of equal values do give (v, v)."""
+    assert all(math.isnan(x) for x in bootstrap_ci([3.0]))
+    assert all(math.isnan(x) for x in bootstrap_ci([1.0, 5.0, 9.0], clusters=["v", "v", "v"]))
+    assert bootstrap_ci([2.0, 2.0], clusters=["a", "b"]) == (2.0, 2.0)
+    mean, low, high = paired_bootstrap_ci([1.0, 4.0], [0.0, 0.0], clusters=["v", "v"])
+    assert mean == 2.5 and math.isnan(low) and math.isnan(high)
+
+
+def test_interval_text_says_when_there_is_no_interval():
+    assert interval_text(-1.234, 2.0) == "[-1.2, +2.0]"
+    assert interval_text(float("nan"), float("nan")) == NO_INTERVAL

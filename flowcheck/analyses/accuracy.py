@@ -8,7 +8,7 @@ from typing import Any
 
 from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register, resampling_text
 from flowcheck.analyses.records import Baseline, KnockoutRecord
-from flowcheck.analyses.specs import Contribution, Table
+from flowcheck.analyses.specs import Contribution, Table, interval_text
 from flowcheck.edges import Condition, Window, parse_layer_range, resolve_conditions
 
 
@@ -170,7 +170,7 @@ class AccuracyAnalysis(Analysis):
                 if a.base <= 0:
                     row.append(f"n/a (0 of {a.n} correct)")
                 else:
-                    ci = f" [{a.drop_ci[0]:+.1f}, {a.drop_ci[1]:+.1f}]" if a.drop_ci else ""
+                    ci = f" {interval_text(*a.drop_ci)}" if a.drop_ci else ""
                     cell = f"{a.drop_points:+.1f}{ci} ({a.drop_relative:+.0f}%)"
                     row.append(cell + (f" {{paper {paper[task]:+.1f}}}" if task in paper else ""))
             rows.append(row)

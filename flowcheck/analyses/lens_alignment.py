@@ -17,7 +17,7 @@ import numpy as np
 
 from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register
 from flowcheck.analyses.logit_lens import list_hits, setup_keywords, video_top1
-from flowcheck.analyses.specs import Contribution, Table
+from flowcheck.analyses.specs import Contribution, Table, interval_text
 from flowcheck.edges import parse_layer_range, resolve_conditions
 from flowcheck.engine.knockout import knockout_plan
 from flowcheck.engine.scoring import as_spec, condition_knockout
@@ -122,7 +122,8 @@ class LensAlignment(Analysis):
                         *(_hits(base.get(k, 0), knocked.get(k, 0)) for k in (TEMPORAL, SPATIAL)),
                         _num(s.get("temporal_drop_pct")),
                         _num(s.get("spatial_abs_change_pct")),
-                        f"{_num(s.get('gap_pct'))} [{_num(s.get('gap_low'))}, {_num(s.get('gap_high'))}]"
+                        f"{_num(s.get('gap_pct'))} "
+                        + interval_text(s.get("gap_low", np.nan), s.get("gap_high", np.nan), ".1f")
                         if s.get("n_paired")
                         else "",
                         f"{s.get('n_paired', 0)}/{s['n']}",

@@ -20,7 +20,7 @@ from typing import Any
 from flowcheck.analyses.base import Analysis, AnalysisUnavailable, ReportInput, Setup, TaskView, analysis, register
 from flowcheck.analyses.curves import select_samples
 from flowcheck.analyses.pathways import Discovery, discover, discovery_settings, split_samples
-from flowcheck.analyses.specs import Contribution, Table
+from flowcheck.analyses.specs import Contribution, Table, interval_text
 from flowcheck.edges import (
     PathwaySpec,
     RouteSpec,
@@ -401,7 +401,7 @@ class Pruning(Analysis):
 def _accuracy_cell(p: PruningSummary, kind: str) -> str:
     value = getattr(p, f"{kind}_accuracy")
     if kind == "random" and p.random_per_seed:
-        return f"{value:.1f} [{p.random_lo:.1f}, {p.random_hi:.1f}]"
+        return f"{value:.1f} {interval_text(p.random_lo, p.random_hi, '.1f')}"
     if kind == "effective" and p.random_per_seed and value < p.random_lo:
         # keeping these pathways hurts more than removing as many edges at random: a route the spec removes (in
         # every layer for @none) carries the answer for this model

@@ -7,6 +7,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+NO_INTERVAL = "[no CI: a single video or sample]"
+
+
+def interval_text(low: float, high: float, spec: str = "+.1f", unit: str = "") -> str:
+    """A bootstrap interval as a table shows it, ``[low, high]`` formatted with `spec`, or `NO_INTERVAL` when the
+    interval is undefined (NaN: a single cluster, `flowcheck.stats.bootstrap_ci`)."""
+    if low != low or high != high:  # NaN
+        return NO_INTERVAL
+    return f"[{low:{spec}}, {high:{spec}}]{unit}"
+
+
 # Colours of the authors' plots (official-protocol.md 12: seaborn Set1).
 SET1 = {
     "red": "#E41A1C",

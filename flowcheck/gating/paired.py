@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from flowcheck.analyses.specs import interval_text
 from flowcheck.gating.config import GateConfig
 from flowcheck.gating.table import FAIL, MOVED, PASS, SIGNIFICANT, GateRow
 from flowcheck.stats import mcnemar_exact, paired_bootstrap_ci
@@ -64,7 +65,7 @@ def _clusters(config: GateConfig, videos: Sequence[str]) -> Sequence[str] | None
 
 
 def _ci(low: float, high: float, unit: str = "") -> str:
-    return f"[{low:+.2f}, {high:+.2f}]{unit}"
+    return interval_text(low, high, "+.2f", unit)
 
 
 def accuracy_rows(
