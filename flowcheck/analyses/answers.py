@@ -178,6 +178,8 @@ class AnswersUnderKnockout(Analysis):
             summary["n_mc"] = len(choice)
             summary["accuracy_base"] = 100 * sum(r["baseline"]["correct"] for r in choice) / len(choice)
             summary["accuracy_knockout"] = 100 * sum(r["knockout"]["correct"] for r in choice) / len(choice)
+            # `changed` counts any differing token; a different option is what the accuracy drop measures
+            summary["choice_changed"] = sum(r["baseline"].get("choice") != r["knockout"].get("choice") for r in choice)
 
         def rank(item: tuple[str, dict]) -> int:
             r = item[1]
@@ -220,6 +222,8 @@ class AnswersUnderKnockout(Analysis):
                 if acc is None and "accuracy_base" not in s:
                     drop = "n/a (open-ended)"
                 share = f"{s['changed_share']:.0f}% ({s['changed']} of {s['n']})"
+                if "choice_changed" in s:
+                    share += f"; option changed in {s['choice_changed']}"
                 if "accuracy_base" in s:
                     share += f"; generated-letter accuracy {s['accuracy_base']:.0f} -> {s['accuracy_knockout']:.0f}"
                     if s.get("n_mc", s["n"]) != s["n"]:

@@ -82,19 +82,21 @@ def test_summary_counts_and_picks_correct_to_wrong_first():
         "s2": _result(True, True, False, "q2"),
         "s3": _result(True, False, True, "q3"),  # correct -> wrong: shown first
         "s4": _result(True, False, True, "q4"),
+        "s5": _result(True, True, True, "q5"),  # the same option, later tokens differ
     }
     baselines = [
         Baseline(sid, "t", "d", 0, [1, 2], [0.5, 0.5], 1, 0.5, {}) for sid in rows
     ]  # only the ids and order matter here
     view = TaskView("m", "d", "t", 4, baselines, set(rows), {"answers_under_knockout": rows}, {})
     s = AnswersUnderKnockout.summarise(view)
-    assert (s["n"], s["changed"], s["changed_share"]) == (4, 3, 75.0)
-    assert (s["accuracy_base"], s["accuracy_knockout"]) == (75.0, 50.0)
+    assert (s["n"], s["changed"], s["changed_share"], s["choice_changed"]) == (5, 4, 80.0, 3)
+    assert (s["accuracy_base"], s["accuracy_knockout"]) == (80.0, 60.0)
     assert [e["sample_id"] for e in s["examples"]] == ["s3", "s4", "s1"]
     assert s["examples"][0]["baseline"] == "(A) up" and s["examples"][0]["knockout"] == "(B) down"
     run = ReportInput("m", "d", 4, {"t": {"answers_under_knockout": s}}, ["t"])
     (table,) = AnswersUnderKnockout.report([run]).tables
-    assert len(table.rows) == 3 and table.rows[0][4].startswith("75% (3 of 4)") and table.rows[1][2] == ""
+    assert len(table.rows) == 3 and table.rows[0][4].startswith("80% (4 of 5); option changed in 3")
+    assert table.rows[1][2] == ""
 
 
 def test_settings_are_data_and_checked(bundled):
