@@ -6,6 +6,7 @@ parser and default), so the three sources cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -37,6 +38,56 @@ def _list(value: Any) -> list[str]:
             out.extend(_list(v))
         return out
     raise OptionError(f"expected a list or a comma-separated string, got {value!r}")
+
+
+def _setting_value(text: str) -> Any:
+    """A setting's value from text: JSON when it parses (numbers, true/false, lists, quoted strings), else the
+    text itself (``mode=open_ended``)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _settings(value: Any) -> dict[str, dict[str, Any]]:
+    """``ANALYSIS.KEY=VALUE`` items -> {analysis: {key: value}}.
+
+    The command line repeats the flag (one item each, commas allowed in values); the environment separates items
+    with ``;``; pyproject.toml gives a table ``{"ANALYSIS.KEY" = value}`` or ``{ANALYSIS = {KEY = value}}``. Which
+    analyses and keys exist is checked where the analyses are known (`flowcheck.analyses.base.check_settings`)."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def add(name: str, raw: Any) -> None:
+        analysis, dot, key = str(name).strip().partition(".")
+        if not dot or not analysis or not key:
+            raise OptionError(
+                f"a setting is written ANALYSIS.KEY=VALUE (e.g. answers_under_knockout.mode=open_ended), got {name!r}"
+            )
+        out.setdefault(analysis, {})[key.strip()] = raw
+
+    if isinstance(value, Mapping):
+        for name, raw in value.items():
+            if isinstance(raw, Mapping) and "." not in str(name):
+                for key, inner in raw.items():
+                    add(f"{name}.{key}", inner)
+            else:
+                add(str(name), raw)
+        return out
+    items = value if isinstance(value, (list, tuple)) else str(value).split(";")
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            for name, raw in _settings(item).items():
+                for key, inner in raw.items():
+                    add(f"{name}.{key}", inner)
+            continue
+        text = str(item).strip()
+        if not text:
+            continue
+        name, eq, raw = text.partition("=")
+        if not eq:
+            raise OptionError(f"a setting is written ANALYSIS.KEY=VALUE, got {text!r} (no '=')")
+        add(name, _setting_value(raw.strip()))
+    return out
 
 
 def _data(value: Any) -> dict[str, str | None]:
@@ -304,6 +355,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         [],
         repeatable=True,
         metavar="NAMES",
+    ),
+    OptionSpec(
+        "setting",
+        "--flow-setting",
+        "a setting of an analysis, ANALYSIS.KEY=VALUE (repeatable; VALUE as JSON or text), e.g. "
+        "answers_under_knockout.mode=open_ended, answers_under_knockout.max_new_tokens=32, "
+        "open_ended_flow.stop_strings='[\".\"]'; `flowcheck/specs/generation.json` lists each key and its default",
+        _settings,
+        {},
+        repeatable=True,
+        metavar="ANALYSIS.KEY=VALUE",
     ),
     OptionSpec(
         "pathway",

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowcheck.analyses.base import analyses, selected
+from flowcheck.analyses.base import analyses, check_settings, selected
 from flowcheck.analyses.contract import CACHE_KIND as CONTRACT_KIND
 from flowcheck.analyses.contract import Verification, choose_sample, verification_key, verify
 from flowcheck.analyses.runner import NOT_COMPUTED, AnalysisPlan, ModelResults, run_analyses
@@ -217,6 +217,8 @@ class FlowSession:
         }
         extra = tuple(getattr(self.options, "analyses", None) or ())
         names = None if not extra else tuple(dict.fromkeys([*(c.name for c in selected(None)), *extra]))
+        for name, given in check_settings(self.options.values.get("setting") or {}, names).items():
+            settings[name] = {**settings.get(name, {}), **given}
         return AnalysisPlan(
             analyses=names,
             settings=settings,

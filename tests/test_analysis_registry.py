@@ -112,3 +112,41 @@ def test_fresh_and_cached_results_are_the_same_json_and_a_non_json_key_is_refuse
     with pytest.raises(TypeError, match="not JSON"):
         cache_key({"weights": np.zeros(5000)})
     assert cache_key({"a": [1, 2]}) != cache_key({"a": [1, 3]})
+
+
+def test_user_settings_are_checked_against_each_analysis_and_typed():
+    from flowcheck.analyses.base import check_settings
+
+    running = ["sweep", "answers_under_knockout", "open_ended_flow"]
+    given = {"answers_under_knockout": {"stop_strings": ".", "max_new_tokens": 16.0, "layers": 4}}
+    assert check_settings(given, running) == {
+        "answers_under_knockout": {"stop_strings": ["."], "max_new_tokens": 16, "layers": "4"}
+    }
+    bad = [
+        ({"bogus": {"x": 1}}, "unknown analysis 'bogus'"),
+        ({"sweep": {"window": 3}}, "'sweep' takes no settings per run; these do: answers_under_knockout"),
+        ({"answers_under_knockout": {"max_tokens": 3}}, "unknown setting 'max_tokens'; known: condition"),
+        ({"answers_under_knockout": {"max_new_tokens": 0}}, "max_new_tokens: expected a positive integer, got 0"),
+        ({"answers_under_knockout": {"max_new_tokens": True}}, "expected a positive integer, got True"),
+        ({"open_ended_flow": {"anchor_orders": ["1"]}}, r"expected a value like the default \[1, 2, 3\]"),
+    ]
+    for settings, message in bad:
+        with pytest.raises(ValueError, match=message):
+            check_settings(settings, running)
+    with pytest.raises(ValueError, match="add --flow-analyses open_ended_flow"):
+        check_settings({"open_ended_flow": {"prompt": "mc"}}, ["sweep", "answers_under_knockout"])
+
+
+def test_flow_setting_reaches_the_analysis_plan(tmp_path):
+    from flowcheck.claims import load_registry
+    from flowcheck.options import resolve
+    from flowcheck.session import FlowSession
+
+    cli = {
+        "models": ["tiny-video-ft"],
+        "cache_dir": tmp_path / "cache",
+        "setting": ["answers_under_knockout.mode=open_ended", "answers_under_knockout.max_new_tokens=32"],
+    }
+    plan = FlowSession(resolve(cli, {}, {}), load_registry()).plan("tiny-video-ft", "synthetic")
+    assert plan.settings["answers_under_knockout"] == {"mode": "open_ended", "max_new_tokens": 32}
+    assert "window" in plan.settings["sweep"]  # the session's own settings are kept

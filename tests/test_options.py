@@ -117,3 +117,33 @@ def test_a_tool_flowcheck_that_is_not_a_table_or_names_an_option_twice_is_refuse
     (tmp_path / "pyproject.toml").write_text("[tool.flowcheck]\nmax-samples = 2\nmax_samples = 3\n")
     with pytest.raises(OptionError, match="twice"):
         read_pyproject(tmp_path)
+
+
+def test_analysis_settings_parse_from_every_source():
+    cli = resolve(
+        {
+            "setting": [
+                "answers_under_knockout.mode=open_ended",
+                "answers_under_knockout.max_new_tokens=32",
+                'open_ended_flow.stop_strings=[".", "\\n"]',
+            ]
+        },
+        {},
+        {},
+    )
+    assert cli.setting == {
+        "answers_under_knockout": {"mode": "open_ended", "max_new_tokens": 32},
+        "open_ended_flow": {"stop_strings": [".", "\n"]},
+    }
+    env = resolve({}, {}, {"FLOWCHECK_SETTING": "answers_under_knockout.mode=open_ended;open_ended_flow.prompt=mc"})
+    assert env.setting == {"answers_under_knockout": {"mode": "open_ended"}, "open_ended_flow": {"prompt": "mc"}}
+    table = {"answers_under_knockout.examples": 2, "open_ended_flow": {"anchor_orders": [1]}}
+    assert resolve({}, {"setting": table}, {}).setting == {
+        "answers_under_knockout": {"examples": 2},
+        "open_ended_flow": {"anchor_orders": [1]},
+    }
+    assert resolve({}, {}, {}).setting == {}
+    with pytest.raises(OptionError, match=r"--flow-setting: a setting is written ANALYSIS\.KEY=VALUE"):
+        resolve({"setting": ["mode=open_ended"]}, {}, {})
+    with pytest.raises(OptionError, match="no '='"):
+        resolve({"setting": ["answers_under_knockout.mode"]}, {}, {})

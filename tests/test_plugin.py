@@ -192,6 +192,8 @@ def test_bad_models_and_datasets_stop_the_run_with_the_reason(pytester, assets):
         (["--flow-model", "a=/x", "--flow-model", "a=/y"], "two models are both named 'a'*"),
         (["--flow-analyses", "bogus"], "--flow-analyses: unknown analysis 'bogus'*"),
         (["--flow-pathway", "video->question@6-3"], "--flow-pathway: layers '6-3'*"),
+        (["--flow-setting", "answers_under_knockout.max_tokens=3"], "--flow-setting: *unknown setting 'max_tokens'*"),
+        (["--flow-setting", "open_ended_flow.prompt=mc"], "--flow-setting: *add --flow-analyses open_ended_flow*"),
         (["--flow-baseline", "other", "--snapshot-update"], "--snapshot-update with --flow-baseline*"),
     ],
 )

@@ -104,6 +104,10 @@ class AnswersUnderKnockout(Analysis):
     title = "Answers under knockout (Table 2, answer examples)"
     handles_open_ended = True
 
+    @classmethod
+    def settable(cls) -> dict[str, Any]:
+        return dict(generation_defaults()[cls.name])
+
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
         self.settings = settings_with_defaults(self.name, setup.settings)

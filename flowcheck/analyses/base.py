@@ -28,6 +28,7 @@ knows none of them by name. Registering a new analysis::
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -201,6 +202,13 @@ class Analysis:
         """Run-level information recorded with the results (e.g. the keywords used, the pathway spec)."""
         return {}
 
+    @classmethod
+    def settable(cls) -> Mapping[str, Any] | None:
+        """The settings a user may give this analysis per run (``--flow-setting NAME.KEY=VALUE``), each with its
+        default (whose type the value must have); None (the default): none (its settings come from the registry
+        and the other options)."""
+        return None
+
     def needs_results(self) -> bool:
         """Whether this analysis reads the other analyses' results of every sample before it computes (e.g. the
         pruning analysis discovers its pathways from the sweep's curves). The runner then computes it in a second
@@ -317,6 +325,61 @@ def analysis(name: str) -> type[Analysis]:
     if name not in known:
         raise KeyError(f"unknown analysis {name!r}; registered: {', '.join(known)}")
     return known[name]
+
+
+def check_settings(
+    settings: Mapping[str, Mapping[str, Any]], running: Iterable[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """User settings ``{analysis: {key: value}}`` (option ``--flow-setting``) checked against each analysis's
+    `Analysis.settable` defaults and returned with values of the defaults' types (a text value for a list setting
+    becomes a one-item list; integral floats become ints). `running`: the names of the analyses the run computes
+    (`selected`). Raises ValueError naming the analysis, the key or the value at fault and what would be
+    accepted."""
+    known = analyses()
+    running = set(running) if running is not None else {cls.name for cls in selected(None)}
+    out: dict[str, dict[str, Any]] = {}
+    for name, given in settings.items():
+        if name not in known:
+            raise ValueError(f"unknown analysis {name!r}; registered: {', '.join(known)}")
+        allowed = known[name].settable()
+        if allowed is None:
+            open_ = [n for n, cls in known.items() if cls.settable() is not None]
+            raise ValueError(f"analysis {name!r} takes no settings per run; these do: {', '.join(open_)}")
+        if name not in running:
+            raise ValueError(f"settings for {name!r}, which this run does not compute: add --flow-analyses {name}")
+        out[name] = {}
+        for key, value in given.items():
+            if key not in allowed:
+                raise ValueError(f"{name}: unknown setting {key!r}; known: {', '.join(sorted(allowed))}")
+            out[name][key] = _as_type_of(allowed[key], value, f"{name}.{key}")
+    return out
+
+
+def _as_type_of(default: Any, value: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    elif isinstance(default, list):
+        value = [value] if isinstance(value, str) else value
+        kinds = {type(v) for v in default} or {str, int}
+        ok = isinstance(value, list) and all(type(v) in kinds for v in value)
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    else:
+        if isinstance(default, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # e.g. layers=4 read as a JSON number
+        ok = isinstance(value, type(default))
+    if not ok:
+        kind = (
+            "a positive integer"
+            if isinstance(default, int) and not isinstance(default, bool)
+            else (f"a value like the default {json.dumps(default)}")
+        )
+        raise ValueError(f"{where}: expected {kind}, got {value!r}")
+    return value
 
 
 def selected(names: Iterable[str] | None) -> list[type[Analysis]]:

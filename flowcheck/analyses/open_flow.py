@@ -98,9 +98,13 @@ class OpenEndedFlow(Analysis):
     opt_in = True
     handles_open_ended = True
 
+    @classmethod
+    def settable(cls) -> dict[str, Any]:
+        return {k: v for k, v in generation_defaults()[cls.name].items() if k != "by_dataset"}
+
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
-        defaults = {k: v for k, v in generation_defaults()[self.name].items() if k != "by_dataset"}
+        defaults = self.settable()
         override = generation_defaults()[self.name].get("by_dataset", {}).get(setup.dataset, {})
         unknown = sorted(set(setup.settings) - set(defaults))
         if unknown:
