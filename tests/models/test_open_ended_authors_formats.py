@@ -21,8 +21,8 @@ from test_videollama3_remote import checkpoint as videollama3_checkpoint  # noqa
 from tiny_checkpoint import synthetic_sample
 
 import flowcheck
-from flowcheck.edges import paper_conditions
-from flowcheck.engine import score_plain
+from flowcheck.edges import Condition, make_window, paper_conditions
+from flowcheck.engine import condition_knockout, knockout_plan, last_logits, score, score_plain
 from flowcheck.engine.generate import generate_under_knockout, teacher_forced
 from flowcheck.engine.scoring import Knockout
 
@@ -34,6 +34,8 @@ VIDEO_CHATGPT_SYSTEM = (
     "carefully and explain your answers in detail based on the provided video."
 )
 QUESTION = "Which direction does the blue circle move?"
+# The open-ended flow's conditions (official-protocol.md 11, flowcheck/specs/generation.json)
+OPEN_FLOW_CONDITIONS = ("video->question", "video->response", "video->last", "question->last", "response->last")
 
 
 def collapsed(enc) -> list[int]:
@@ -83,8 +85,23 @@ def assert_generation_and_teacher_forcing(adapter, enc) -> None:
     assert knocked.token_ids[0] == plain.argmax and 1 <= len(base.token_ids) <= 4
     tokens = [*base.token_ids, *knocked.token_ids, 0, 0][:3]
     extended = enc.layout.with_response(3)
-    assert teacher_forced(decoder, inputs, tokens).n == extended.n == enc.layout.n + 3
+    forced = teacher_forced(decoder, inputs, tokens)
+    assert forced.n == extended.n == enc.layout.n + 3
     assert extended.response is not None and len(extended.response) == 2
+    # the open-ended flow's conditions all have tokens on both sides, and the fast engine's score on the
+    # teacher-forced input equals a plain knocked-out forward
+    conditions = [Condition.parse(c) for c in OPEN_FLOW_CONDITIONS]
+    assert all(c.rectangles(extended) for c in conditions)
+    window = make_window(adapter.num_layers, 0, 1)
+    knockouts = [condition_knockout(c, window, extended) for c in conditions]
+    _, fast = score(decoder, forced, knockouts, vocab, strategy="fast")
+    worst = 0.0
+    for c, scored in zip(conditions, fast, strict=True):
+        with knockout_plan(decoder, dict.fromkeys(window.layers, c.rectangles(extended))):
+            probs = torch.softmax(last_logits(decoder, forced)[0].float(), -1).double().cpu().numpy()
+        worst = max(worst, float(np.abs(probs - scored.probs).max()))
+    print(f"{adapter.family}: open-ended flow conditions, max |fast - plain| = {worst:.2e}")
+    assert worst <= 1e-6
 
 
 def test_pllava_open_ended_prompt_is_the_authors_eval_vcgbench(pllava_checkpoint):  # noqa: F811
