@@ -25,6 +25,7 @@ from flowcheck.edges import Condition, make_window, paper_conditions
 from flowcheck.engine import condition_knockout, knockout_plan, last_logits, score, score_plain
 from flowcheck.engine.generate import generate_under_knockout, teacher_forced
 from flowcheck.engine.scoring import Knockout
+from flowcheck.models.videollama3_remote import authors_prompt
 
 # The Video-ChatGPT system prompt of the authors' conv `eval_vcgbench` (tasks/eval/eval_utils.py, from PLLaVA),
 # typed out here: its three string literals join with no space after "natural language.".
@@ -162,6 +163,7 @@ def test_videollama3_remote_open_ended_prompt_is_its_mc_prompt_without_options(v
         )
         mc = adapter.encode(sample, at_1fps(frames))
         enc = adapter.encode_open_ended(sample, at_1fps(frames))
+        assert authors_prompt(sample, [float(t) for t in range(8)], 4, open_ended=True)[0] == by_hand
         assert_mc_unchanged(adapter, sample, at_1fps(frames), mc)
         assert enc.input_ids.tolist() == tokenizer(by_hand).input_ids, family
         assert_open_layout(adapter, enc, QUESTION)
