@@ -23,6 +23,15 @@ SYSTEM_MVBENCH = (
 # The system turn's text for a chat template, which adds its own turn separators: the authors' text
 # without the trailing newline that separates it from " USER: " in their own conversation format.
 SYSTEM_MVBENCH_TURN = SYSTEM_MVBENCH.rstrip("\n")
+# The Video-ChatGPT system prompt of the authors' open-ended conversation `eval_vcgbench` (official-protocol.md 11;
+# `conv_eval_vcg` in tasks/eval/eval_utils.py, inherited from PLLaVA), character for character: three literals joined
+# without separators, so "natural language." runs into "Follow" with no space, and no trailing newline.
+SYSTEM_VCGBENCH = (
+    "You are Video-ChatGPT, a large vision-language assistant. "
+    "You are able to understand the video content that the user provides, and assist the user with a variety of "
+    "tasks using natural language."
+    "Follow the instructions carefully and explain your answers in detail based on the provided video."
+)
 POST_QUESTION = " \nOnly give the best option."
 ANSWER_PREFIX = "Best option:("
 

@@ -157,13 +157,24 @@ def convert_weight(key: str, value: torch.Tensor) -> list[tuple[str, torch.Tenso
 
 @register
 class InternVLChatAdapter(SplicedVideoAdapter):
-    """The authors' eval_mvbench_phi3 conversation (official-protocol.md 6.2); 448-px ImageNet preprocessing."""
+    """The authors' eval_mvbench_phi3 conversation (official-protocol.md 6.2); 448-px ImageNet preprocessing.
+
+    Open-ended prompt: the protocol gives no open-ended conversation for this model (its open-ended analysis,
+    section 11, names only ``eval_vcgbench``, whose roles and ``</s>`` separator are LLaVA's, not phi3's). So the
+    model's own multiple-choice conversation eval_mvbench_phi3 is used with the options, the post-question
+    instruction and the answer prefix removed, as the transformers-native adapters do (HFVideoAdapter keeps the
+    family's system prompt): ``SYSTEM_MVBENCH + " <|user|>\\n<img><IMG_CONTEXT></img>\\n <|user|>\\n" + question
+    + " <|assistant|>\\n"``. This keeps the phi3 roles and the system text the checkpoint was evaluated with;
+    Video-ChatGPT's system prompt in phi3 roles would be a conversation the authors never wrote.
+    """
 
     family = "internvl-chat"
     model_types = ("internvl_chat",)
     description = "InternVL-chat format (the paper's Mini-InternVL-4B-Video-FT), built from transformers parts"
     prompt_head = SYSTEM_MVBENCH + " <|user|>\n<img>" + IMG_CONTEXT + "</img>\n <|user|>\n"
     prompt_tail = " <|assistant|>\n"
+    open_prompt_head = prompt_head
+    open_prompt_tail = prompt_tail
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **options: Any) -> InternVLChatAdapter:

@@ -35,7 +35,7 @@ from flowcheck.models.spliced import (
     load_converted_weights,
     tokenizer_from_files,
 )
-from flowcheck.prompt import SYSTEM_MVBENCH
+from flowcheck.prompt import SYSTEM_MVBENCH, SYSTEM_VCGBENCH
 
 
 class PllavaProjector(nn.Module):
@@ -111,13 +111,22 @@ def _rename(key: str, value: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
 
 @register
 class PllavaAdapter(SplicedVideoAdapter):
-    """The authors' eval_mvbench conversation (official-protocol.md 6.2); CLIP preprocessing."""
+    """The authors' eval_mvbench conversation (official-protocol.md 6.2); CLIP preprocessing.
+
+    Open-ended prompt: the authors' ``eval_vcgbench`` conversation (official-protocol.md 11), the one their
+    open-ended analysis ran this model with: the Video-ChatGPT system prompt (`SYSTEM_VCGBENCH`), the same roles
+    ``("USER: ", "ASSISTANT:")``, separator and video turn as eval_mvbench, and ``user_query(question)`` with no
+    post-question instruction and no answer prefix, so the prompt is
+    ``SYSTEM_VCGBENCH + " USER: <image>\\n USER: " + question + " ASSISTANT:"``.
+    """
 
     family = "pllava"
     model_types = ("llava",)
     description = "PLLaVA format (the paper's LLaVA-NeXT-Video-FT; image baselines with @pllava)"
     prompt_head = SYSTEM_MVBENCH + " USER: <image>\n USER: "
     prompt_tail = " ASSISTANT:"
+    open_prompt_head = SYSTEM_VCGBENCH + " USER: <image>\n USER: "
+    open_prompt_tail = " ASSISTANT:"
 
     @classmethod
     def accepts(cls, config: dict) -> bool:

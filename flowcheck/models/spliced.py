@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -15,9 +17,9 @@ from flowcheck.data.sample import Sample
 from flowcheck.data.video import VideoFrames
 from flowcheck.layout import Span, TokenLayout
 from flowcheck.models.base import AdapterError, EncodedSample, ModelAdapter
-from flowcheck.models.decoder import LMInputs
+from flowcheck.models.decoder import Decoder, LMInputs, find_decoder
 from flowcheck.models.hf_native import letter_token_ids
-from flowcheck.prompt import ANSWER_PREFIX, CharSpan, mc_text, token_span
+from flowcheck.prompt import ANSWER_PREFIX, CharSpan, mc_text, open_text, token_span
 
 Converter = Callable[[str, torch.Tensor], Iterable[tuple[str, torch.Tensor]]]
 """Maps one stored weight to the model's (name, tensor) pairs (none to drop it, several to split it)."""
@@ -72,11 +74,16 @@ def encode_spliced(
     video: torch.Tensor,
     frame_count: int,
     input_embeddings: nn.Module,
+    *,
+    open_ended: bool = False,
 ) -> EncodedSample:
     """Tokenize `text`, replace its one `placeholder` token by `video` ([tokens, hidden]) and lay out the spans.
 
-    `spans` holds character spans of ``question``, ``question_only``, ``post`` and ``option:<i>``; the
-    video's tokens split evenly into `frame_count` frames.
+    `spans` holds character spans of ``question``, ``question_only`` and, for a multiple-choice prompt,
+    ``option:<i>``; the video's tokens split evenly into `frame_count` frames. `open_ended` (a prompt without
+    options): the layout has no option spans and ``true_index == -1``, the encoded sample no option letter ids.
+    `post` is the template text between the question and the last position (None when there is none). Raises
+    AdapterError when `text` does not tokenize to exactly one placeholder.
     """
     enc = tokenizer(text, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
@@ -103,24 +110,31 @@ def encode_spliced(
         frames=tuple(Span(p + i * per, p + (i + 1) * per) for i in range(frame_count)),
         question=question,
         question_only=span("question_only"),
-        options=tuple(span(f"option:{i}") for i in range(len(sample.options))),
-        true_index=sample.answer_index,
+        options=() if open_ended else tuple(span(f"option:{i}") for i in range(len(sample.options))),
+        true_index=-1 if open_ended else sample.answer_index,
         system=Span(0, p),
-        post=Span(question.end, n - 1),
+        post=Span(question.end, n - 1) if question.end < n - 1 else None,
     )
     inputs = LMInputs(merged, torch.arange(n, device=device)[None])
     expanded = torch.tensor(ids[:p] + [placeholder] * video.shape[0] + ids[p + 1 :])
-    return EncodedSample(sample.id, layout, inputs, letter_token_ids(tokenizer, len(sample.options)), expanded)
+    option_ids = () if open_ended else letter_token_ids(tokenizer, len(sample.options))
+    return EncodedSample(sample.id, layout, inputs, option_ids, expanded)
 
 
 class SplicedVideoAdapter(ModelAdapter):
     """An adapter whose model embeds a video with `video_embeddings(pixel_values)` and whose prompt (the
     authors' conversation: `prompt_head`, the question, `prompt_tail`, the answer prefix) holds one
     placeholder token that the video's embeddings replace. `processor` is a dict with a tokenizer and an
-    image processor."""
+    image processor.
 
-    prompt_head: str
-    prompt_tail: str
+    The open-ended prompt (`encode_open_ended`) is `open_prompt_head`, the raw question, `open_prompt_tail`, with
+    no answer prefix; each subclass says whose conversation that is.
+    """
+
+    prompt_head: ClassVar[str]
+    prompt_tail: ClassVar[str]
+    open_prompt_head: ClassVar[str]
+    open_prompt_tail: ClassVar[str]
 
     @property
     def prompt_notes(self) -> dict[str, str]:
@@ -149,6 +163,26 @@ class SplicedVideoAdapter(ModelAdapter):
     def tokenizer(self):
         return self.processor["tokenizer"]
 
+    def find_decoder(self) -> Decoder:
+        """The text decoder, owned by the model's ``language_model`` (a transformers causal LM): generation
+        (`flowcheck.engine.generate`) calls the owner's ``generate``, which the spliced model itself lacks.
+
+        Raises AdapterError when the model has no ``language_model`` holding the decoder and its lm_head.
+        """
+        decoder = find_decoder(self.model)
+        language_model = getattr(self.model, "language_model", None)
+        if (
+            not isinstance(language_model, nn.Module)
+            or not hasattr(language_model, "generate")
+            or language_model.get_output_embeddings() is not decoder.lm_head
+            or not any(m is decoder.module for m in language_model.modules())
+        ):
+            raise AdapterError(
+                f"{type(self.model).__name__} has no transformers causal LM `language_model` holding its text decoder "
+                "and lm_head; a spliced adapter's model must keep its language model there"
+            )
+        return replace(decoder, owner=language_model)
+
     @abstractmethod
     def placeholder_id(self) -> int:
         """The token id the video's embeddings replace."""
@@ -171,14 +205,39 @@ class SplicedVideoAdapter(ModelAdapter):
         spans.update({f"option:{i}": s.shifted(u) for i, s in enumerate(mc.options)})
         return text, spans
 
+    @classmethod
+    def open_prompt(cls, sample: Sample) -> tuple[str, dict[str, CharSpan]]:
+        """The open-ended conversation text (`open_prompt_head` + the question as it is + `open_prompt_tail`, no
+        options, no post-question instruction, no answer prefix) with the character spans of the question;
+        ``question`` and ``question_only`` are the same span."""
+        oe = open_text(sample.question)
+        u = len(cls.open_prompt_head)
+        text = cls.open_prompt_head + oe.text + cls.open_prompt_tail
+        return text, {"question": oe.question.shifted(u), "question_only": oe.question_only.shifted(u)}
+
     def pixel_values(self, frames: np.ndarray) -> torch.Tensor:
         """The image processor's resize, centre crop and normalisation of every frame."""
         processed = self.processor["image_processor"](list(frames), return_tensors="pt")
         return processed["pixel_values"].to(self.device, self.dtype)
 
     def encode(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
+        return self._encode(sample, frames, *self.prompt(sample), open_ended=False)
+
+    def encode_open_ended(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
+        """`encode` with the open-ended prompt (`open_prompt`): the layout has no options and ``true_index == -1``,
+        the question span is the question text alone, and the encoded sample has no option ids."""
+        return self._encode(sample, frames, *self.open_prompt(sample), open_ended=True)
+
+    def _encode(
+        self,
+        sample: Sample,
+        frames: VideoFrames | np.ndarray,
+        text: str,
+        spans: dict[str, CharSpan],
+        *,
+        open_ended: bool,
+    ) -> EncodedSample:
         frames = self.video_input(frames).frames  # the prompt shows no frame times
-        text, spans = self.prompt(sample)
         video = self.model.video_embeddings(self.pixel_values(frames))
         return encode_spliced(
             sample,
@@ -189,4 +248,5 @@ class SplicedVideoAdapter(ModelAdapter):
             video,
             self.frame_groups(frames),
             self.decoder.input_embeddings(),
+            open_ended=open_ended,
         )

@@ -9,6 +9,13 @@ frames, sides multiples of patch x merge), and the prompt is the authors' (offic
 6.2): ``<|im_start|>user\\nTime 0.5s:<image>...,Time 1.5s:<image>...\\nQuestion: ...`` with one
 ``<image>`` per visual token, no system message, no answer prefix. Each frame's group starts with
 its separating comma and carries its timestamp text, as in the authors' layout (3.2).
+
+Open-ended prompt (`encode_open_ended`): the protocol gives no open-ended template for VideoLLaMA3 (its open-ended
+analysis, section 11, runs the LLaVA-format ``eval_vcgbench`` conversation only). The model's multiple-choice prompt
+is used with the options, the option instruction and the answer prefix (none here) removed, as the
+transformers-native adapters do:
+``<|im_start|>user\\nTime ...:<image>...\\n{question}<|im_end|>\\n<|im_start|>assistant\\n``, the question as
+it is (no ``Question:`` label, which belongs to the options' qa template).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from flowcheck.models.hf_native import HFVideoAdapter, torch_dtype
 from flowcheck.models.registry import checkpoint_json, register
 from flowcheck.models.spliced import tokenizer_from_files
 from flowcheck.models.videollama3_authors_vision import use_authors_vision_attention
-from flowcheck.prompt import CharSpan, mc_text, token_span
+from flowcheck.prompt import CharSpan, mc_text, open_text, token_span
 
 IMAGE_TOKEN = "<image>"
 USER_HEAD = "<|im_start|>user\n"
@@ -180,12 +187,22 @@ def timestamp(seconds: float) -> str:
     return str(round(float(seconds), 1))
 
 
-def authors_prompt(sample: Sample, times: list[float], tokens_per_frame: int) -> tuple[str, dict[str, CharSpan]]:
-    """The authors' VideoLLaMA3 prompt with character spans of the video, the frame separators and the question."""
+def authors_prompt(
+    sample: Sample, times: list[float], tokens_per_frame: int, *, open_ended: bool = False
+) -> tuple[str, dict[str, CharSpan]]:
+    """The authors' VideoLLaMA3 prompt with character spans of the video, the frame separators and the question.
+
+    `times` are the frames' times (seconds), `tokens_per_frame` the ``<image>`` tokens of each frame. `open_ended`:
+    the question as it is, without options and without the option instruction (module docstring), so
+    ``question`` and ``question_only`` are the same span and there are no ``option:<i>`` spans.
+    """
     block = IMAGE_TOKEN * tokens_per_frame
     frames = [f"Time {timestamp(t)}s:{block}" for t in times]
     video = ",".join(frames)
-    mc = mc_text(sample.question, sample.options, post="\n" + authors_settings()["instruction"])
+    if open_ended:
+        mc = open_text(sample.question)
+    else:
+        mc = mc_text(sample.question, sample.options, post="\n" + authors_settings()["instruction"])
     head = USER_HEAD
     text = head + video + "\n" + mc.text + ASSISTANT_HEAD
     spans: dict[str, CharSpan] = {"video": CharSpan(len(head), len(head) + len(video))}
@@ -271,21 +288,35 @@ class VideoLlama3RemoteAdapter(HFVideoAdapter):
         return inputs
 
     def render_for(
-        self, sample: Sample, video: VideoFrames, video_inputs: dict[str, torch.Tensor]
+        self,
+        sample: Sample,
+        video: VideoFrames,
+        video_inputs: dict[str, torch.Tensor],
+        *,
+        open_ended: bool = False,
     ) -> tuple[str, dict[str, CharSpan]]:
-        """The authors' prompt for a sample whose frames (with their real times, `video`) were preprocessed
-        into `video_inputs`."""
+        """The authors' prompt (or with `open_ended`, the open-ended prompt) for a sample whose frames (with their
+        real times, `video`) were preprocessed into `video_inputs`."""
         count, height, width = video_inputs["video_grid_thw"][0].tolist()
         if count != len(video) or video.times is None:
             raise AdapterError(f"{count} preprocessed frames but {len(video)} frames with times {video.times}")
         per_frame = height * width // self.processor.merge_size**2
-        return authors_prompt(sample, list(video.times), per_frame)
+        return authors_prompt(sample, list(video.times), per_frame, open_ended=open_ended)
 
     def encode(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
+        return self._encode(sample, frames, open_ended=False)
+
+    def encode_open_ended(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
+        """`encode` with the open-ended prompt (module docstring): the layout has no options and
+        ``true_index == -1``, the question span is the question text alone, and the encoded sample has no option
+        ids. (HFVideoAdapter's version switches its chat-template rendering, which this family does not use.)"""
+        return self._encode(sample, frames, open_ended=True)
+
+    def _encode(self, sample: Sample, frames: VideoFrames | np.ndarray, *, open_ended: bool) -> EncodedSample:
         video_frames = self.video_input(frames)
         frames = video_frames.frames
         video_inputs = self.processor.video_inputs(frames)
-        text, spans = self.render_for(sample, video_frames, video_inputs)
+        text, spans = self.render_for(sample, video_frames, video_inputs, open_ended=open_ended)
         enc = self.tokenizer(text, return_offsets_mapping=True)
         ids, offsets = torch.tensor(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
         n = len(ids)
@@ -302,15 +333,16 @@ class VideoLlama3RemoteAdapter(HFVideoAdapter):
             frames=tuple(Span(a, b) for a, b in zip([video.start, *cuts], [*cuts, video.end], strict=True)),
             question=question,
             question_only=span("question_only"),
-            options=tuple(span(f"option:{i}") for i in range(len(sample.options))),
-            true_index=sample.answer_index,
+            options=() if open_ended else tuple(span(f"option:{i}") for i in range(len(sample.options))),
+            true_index=-1 if open_ended else sample.answer_index,
             system=Span(0, video.start),
-            post=Span(question.end, n - 1),
+            post=Span(question.end, n - 1) if question.end < n - 1 else None,
         )
         captured = capture_decoder_inputs(self.model, self.decoder, self.model_inputs(ids, video_inputs))
         inputs = lm_inputs_from_capture(captured)
         self.check_video_rows(inputs, ids, video)
-        return EncodedSample(sample.id, layout, inputs, self.option_ids(len(sample.options)), ids)
+        option_ids = () if open_ended else self.option_ids(len(sample.options))
+        return EncodedSample(sample.id, layout, inputs, option_ids, ids)
 
 
 @register
