@@ -110,10 +110,11 @@ class ModelAdapter(ABC):
     def encode_open_ended(self, sample: Sample, frames: VideoFrames | np.ndarray) -> EncodedSample:
         """Encode `sample` with the open-ended prompt: the question without options and without the answer
         prefix (`flowcheck.prompt.open_text`); the layout has no options (``true_index == -1``) and the encoded
-        sample no option ids. Raises AdapterError for families that have no open-ended prompt."""
+        sample no option ids. Raises AdapterError for families that have no open-ended prompt (every built-in
+        family has one; an adapter written outside flowcheck may not)."""
         raise AdapterError(
-            f"the {self.family} adapter has no open-ended prompt mode; the open-ended analyses run on "
-            "transformers-native families (HFVideoAdapter)"
+            f"the {self.family} adapter has no open-ended prompt mode (encode_open_ended); the open-ended "
+            "analyses need one"
         )
 
     def video_input(self, frames: VideoFrames | np.ndarray) -> VideoFrames:

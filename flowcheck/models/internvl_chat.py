@@ -175,6 +175,7 @@ class InternVLChatAdapter(SplicedVideoAdapter):
     prompt_tail = " <|assistant|>\n"
     open_prompt_head = prompt_head
     open_prompt_tail = prompt_tail
+    turn_end = "<|end|>"  # eval_mvbench_phi3's sep[1]; phi3's eos is <|endoftext|>
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **options: Any) -> InternVLChatAdapter:

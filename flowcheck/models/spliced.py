@@ -135,6 +135,9 @@ class SplicedVideoAdapter(ModelAdapter):
     prompt_tail: ClassVar[str]
     open_prompt_head: ClassVar[str]
     open_prompt_tail: ClassVar[str]
+    # the conversation's end-of-turn separator when it is not the tokenizer's eos (the authors' conv sep[1]):
+    # generation stops on it as well, as the model's own chat() does
+    turn_end: ClassVar[str | None] = None
 
     @property
     def prompt_notes(self) -> dict[str, str]:
@@ -167,7 +170,9 @@ class SplicedVideoAdapter(ModelAdapter):
         """The text decoder, owned by the model's ``language_model`` (a transformers causal LM): generation
         (`flowcheck.engine.generate`) calls the owner's ``generate``, which the spliced model itself lacks.
 
-        Raises AdapterError when the model has no ``language_model`` holding the decoder and its lm_head.
+        The end-of-turn token `turn_end`, when the tokenizer has it, joins the owner's generation config's
+        ``eos_token_id``. Raises AdapterError when the model has no ``language_model`` holding the decoder and its
+        lm_head.
         """
         decoder = find_decoder(self.model)
         language_model = getattr(self.model, "language_model", None)
@@ -181,7 +186,20 @@ class SplicedVideoAdapter(ModelAdapter):
                 f"{type(self.model).__name__} has no transformers causal LM `language_model` holding its text decoder "
                 "and lm_head; a spliced adapter's model must keep its language model there"
             )
+        self._stop_at_turn_end(language_model)
         return replace(decoder, owner=language_model)
+
+    def _stop_at_turn_end(self, language_model: nn.Module) -> None:
+        if self.turn_end is None:
+            return
+        token = self.tokenizer.convert_tokens_to_ids(self.turn_end)
+        if token is None or token == self.tokenizer.unk_token_id:
+            return
+        config = language_model.generation_config
+        eos = config.eos_token_id
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        if token not in eos:
+            config.eos_token_id = [*eos, int(token)]
 
     @abstractmethod
     def placeholder_id(self) -> int:

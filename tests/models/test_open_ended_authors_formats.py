@@ -150,6 +150,11 @@ def test_internvl_chat_open_ended_prompt_is_its_mc_conversation_without_options(
     assert adapter.tokenizer.decode(enc.input_ids[enc.layout.post.start :]) == "<|assistant|> \n"
     assert [len(f) for f in enc.layout.frames] == [4] * 8
     assert_generation_and_teacher_forcing(adapter, enc)
+    # generation stops at the end of the assistant's turn (eval_mvbench_phi3's sep "<|end|>"), as the model's own
+    # chat() does, besides the language model's eos
+    eos = adapter.decoder.owner.generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos)
+    assert tokenizer.convert_tokens_to_ids("<|end|>") in eos and len(eos) == len(set(eos)) >= 2
 
 
 def test_videollama3_remote_open_ended_prompt_is_its_mc_prompt_without_options(videollama3_checkpoint):  # noqa: F811
