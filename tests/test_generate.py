@@ -13,8 +13,17 @@ from tiny_checkpoint import synthetic_sample
 
 import flowcheck
 from flowcheck.data.video import VideoFrames
-from flowcheck.edges import blocked_mask, paper_conditions
-from flowcheck.engine import LMInputs, embed_text, find_decoder, knockout_plan, last_logits, score, score_plain
+from flowcheck.edges import Condition, blocked_mask, make_window, paper_conditions
+from flowcheck.engine import (
+    LMInputs,
+    condition_knockout,
+    embed_text,
+    find_decoder,
+    knockout_plan,
+    last_logits,
+    score,
+    score_plain,
+)
 from flowcheck.engine.generate import generate_under_knockout, inherit_last_row, teacher_forced
 from flowcheck.engine.scoring import Knockout
 from flowcheck.models.decoder import UnsupportedModelError
@@ -373,3 +382,25 @@ def test_teacher_forced_positions_and_extras(qwen):
         assert forced.extra["deepstack_visual_embeds"] is inputs.extra["deepstack_visual_embeds"]
     else:
         assert forced.extra == {}
+
+
+def test_qwen_fast_engine_on_teacher_forced_inputs(qwen):
+    """The open-ended flow scores teacher-forced inputs with the prefix-caching engine: its suffix forwards over the
+    extended positions and extras (Qwen3-VL's visual mask with the new positions False) equal full forwards."""
+    key, adapter, encoded, _ = qwen
+    decoder = adapter.decoder
+    forced = teacher_forced(decoder, encoded.inputs, [5, 6, 7])
+    layout = encoded.layout.with_response(3)
+    layers = decoder.num_layers
+    knockouts = [
+        condition_knockout(Condition.parse(name), make_window(layers, center, 1), layout)
+        for name in ("video->response", "response->last", "question->last")
+        for center in (0, layers - 1)
+    ]
+    vocab = list(range(decoder.input_embeddings().weight.shape[0]))
+    base_plain, plain = score_plain(decoder, forced, knockouts, vocab)
+    base_fast, fast = score(decoder, forced, knockouts, vocab, strategy="fast")
+    diff = max(abs(a.probs - b.probs).max() for a, b in zip([base_plain, *plain], [base_fast, *fast], strict=True))
+    effect = max(abs(a.probs - base_plain.probs).max() for a in plain)
+    print(f"{key}: max |p_fast - p_plain| on teacher-forced inputs = {diff:.2e}; largest knockout effect {effect:.2e}")
+    assert diff <= 1e-5 and effect > 1e-6
