@@ -193,9 +193,11 @@ class LMInputs:
         Every axis continues from the last prompt position: last + 1, ..., last + count. This is how transformers'
         ``generate`` moves positions for every family (``GenerationMixin._update_model_kwargs_for_generation``
         appends ``position_ids[..., -1:] + 1`` per step), multimodal rotary positions (Qwen2-VL, Qwen2.5-VL,
-        Qwen3-VL, GLM-4V: [3, 1, n]) included; for a prompt whose last token holds the largest position it equals
-        the models' ``rope_deltas`` rule (max + 1). Without `position_ids` the prompt is 0..n-1 and the new
-        tokens n..n+count-1. Raises ValueError for count < 0 or a batch of more than one row.
+        Qwen3-VL, GLM-4V: [3, 1, n]) included. When the last prompt token holds the largest position it equals the
+        models' ``rope_deltas`` rule (max + 1); where the two differ (transformers 5's Qwen2.5-VL with a long video,
+        whose temporal positions run past the text after it) the model's own ``generate`` follows last + 1, and so
+        does flowcheck (tests/test_generate.py). Without `position_ids` the prompt is 0..n-1 and the new tokens
+        n..n+count-1. Raises ValueError for count < 0 or a batch of more than one row.
         """
         if count < 0:
             raise ValueError(f"cannot append {count} positions")
