@@ -11,11 +11,27 @@ generated position inherits the blocking pattern of the last prompt row over the
 position stays visible to it. The KV cache is consistent with the knockout because each cached key and value was
 computed by a forward that already had the knockout active (the prefill for the prompt, each decode step for its
 token); `tests/test_generate.py` checks the result against step-by-step full forwards without a cache.
+
+Positions and extra decoder inputs (the same for every family, no family names here):
+
+- Prompts whose positions are 0..n-1 (LLaVA-style) go to ``generate`` as embeddings only; it numbers the new
+  tokens n, n+1, ...
+- Prompts with other positions (the multimodal rotary positions [3, 1, n] of Qwen2-VL, Qwen2.5-VL, Qwen3-VL and
+  GLM-4V) pass their ``position_ids`` to ``generate``, which continues every axis from the last prompt position
+  + 1 (``GenerationMixin._update_model_kwargs_for_generation``; what the model's own ``generate`` from
+  ``input_ids`` and pixels does in transformers 5, checked token for token and logit for logit in the tests).
+  `LMInputs.continue_positions` is the same rule for teacher forcing.
+- Extra decoder inputs (Qwen3-VL's ``visual_pos_masks`` and ``deepstack_visual_embeds``) belong to the prompt's
+  visual positions: they reach the decoder's prefill call only, never a decode step, as in the model's own
+  ``generate`` (pixel values are dropped after the prefill, ``MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL``).
+  Families with extras must say how they continue past the prompt (`LMInputs.extend_extra`); the others are
+  refused with UnsupportedModelError.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -89,20 +105,54 @@ class DecodedStop(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
-def _check_plain_positions(inputs: LMInputs) -> None:
-    n = inputs.n
+def _plain_positions(inputs: LMInputs) -> bool:
+    """True when the prompt's positions are 0..n-1 (or not given), the numbering ``generate`` uses by itself."""
     positions = inputs.position_ids
-    plain = positions is None or (
-        positions.dim() == 2 and torch.equal(positions.cpu(), torch.arange(n)[None].expand(positions.shape[0], n))
-    )
-    if not plain or inputs.extra:
+    if positions is None:
+        return True
+    return positions.dim() == 2 and torch.equal(positions.cpu(), torch.arange(inputs.n)[None].expand_as(positions))
+
+
+def _check_generatable(inputs: LMInputs) -> None:
+    if inputs.inputs_embeds.shape[0] != 1:
+        raise ValueError(f"generation runs one sample at a time; got a batch of {inputs.inputs_embeds.shape[0]}")
+    positions = inputs.position_ids
+    if positions is not None and (positions.shape[-1] != inputs.n or positions.shape[-2] != 1):
+        raise ValueError(f"position_ids {tuple(positions.shape)} do not match one prompt of {inputs.n} positions")
+    if inputs.extra and inputs.extend_extra is None:
         raise UnsupportedModelError(
-            "generation under knockout needs a decoder whose prompt positions are 0..n-1 with no extra decoder "
-            "inputs (LLaVA-style families); this family passes "
-            + ("multimodal rotary positions" if not plain else f"extra inputs {sorted(inputs.extra)}")
-            + ", which transformers' generate cannot continue from inputs_embeds. Use the letter-scoring analyses "
-            "for this model."
+            f"generation under knockout cannot continue this family's extra decoder inputs {sorted(inputs.extra)}: "
+            "its adapter does not say how they extend past the prompt (LMInputs.extend_extra). Give the adapter "
+            "an extend_extra rule (see flowcheck/models/qwen_vl.py) or use the letter-scoring analyses."
         )
+
+
+@contextmanager
+def _extras_at_prefill(decoder: Decoder, inputs: LMInputs) -> Iterator[None]:
+    """Hand `inputs.extra` to the decoder's first call (the prefill over the n prompt positions) and to no other."""
+    if not inputs.extra:
+        yield
+        return
+    calls = 0
+
+    def add_extras(_module, args, kwargs):
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            return None
+        embeds = kwargs.get("inputs_embeds", args[0] if args else None)
+        if embeds is None or embeds.shape[1] != inputs.n:
+            raise RuntimeError(
+                "generate's first decoder call is not the prefill over the prompt's "
+                f"{inputs.n} positions; flowcheck cannot place this family's extra decoder inputs"
+            )
+        return args, {**kwargs, **inputs.extra}
+
+    handle = decoder.module.register_forward_pre_hook(add_extras, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @torch.inference_mode()
@@ -118,18 +168,19 @@ def generate_under_knockout(
 ) -> Generation:
     """Greedy ``generate`` of `decoder`'s model from one encoded prompt with `plan` knocked out.
 
-    `inputs`: one sample's decoder inputs ([1, n, d] embeddings, positions 0..n-1); `plan`: blocked spec per layer
-    for the prompt's n positions (`flowcheck.engine.knockout.knockout_plan`; None or {} = no knockout, still
-    through flowcheck's attention function); new tokens follow `inherit_last_row`. `eos_token_ids`: default the
-    model's generation config; `stop_strings` need `tokenizer` (`DecodedStop`). Raises
-    UnsupportedModelError for families with multimodal rotary positions or extra decoder inputs, ValueError for
-    max_new_tokens < 1 or stop strings without a tokenizer.
+    `inputs`: one sample's decoder inputs ([1, n, d] embeddings; positions [1, n] or multimodal [k, 1, n], which
+    continue as the module docstring says; extras reach the prefill only); `plan`: blocked spec per layer for the
+    prompt's n positions (`flowcheck.engine.knockout.knockout_plan`; None or {} = no knockout, still through
+    flowcheck's attention function); new tokens follow `inherit_last_row`. `eos_token_ids`: default the model's
+    generation config; `stop_strings` need `tokenizer` (`DecodedStop`). Raises UnsupportedModelError for families
+    whose extra decoder inputs have no continuation rule (`LMInputs.extend_extra`), ValueError for
+    max_new_tokens < 1, stop strings without a tokenizer, or a batch of more than one sample.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if stop_strings and tokenizer is None:
         raise ValueError("stop strings need the tokenizer (transformers matches them on decoded tokens)")
-    _check_plain_positions(inputs)
+    _check_generatable(inputs)
     n = inputs.n
     lazy = {layer: inherit_last_row(spec, n) for layer, spec in (plan or {}).items()}
     owner = decoder.owner
@@ -137,8 +188,10 @@ def generate_under_knockout(
     eos = list(eos_token_ids) if eos_token_ids is not None else config.eos_token_id
     pad = config.pad_token_id if config.pad_token_id is not None else (eos[0] if isinstance(eos, list) else eos)
     extra = {"stopping_criteria": StoppingCriteriaList([DecodedStop(stop_strings, tokenizer)])} if stop_strings else {}
+    if not _plain_positions(inputs):
+        extra["position_ids"] = inputs.position_ids
     embeds = inputs.inputs_embeds
-    with knockout_plan(decoder, lazy):
+    with knockout_plan(decoder, lazy), _extras_at_prefill(decoder, inputs):
         out = owner.generate(
             inputs_embeds=embeds,
             attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device),
@@ -167,14 +220,15 @@ def generate_under_knockout(
 @torch.inference_mode()
 def teacher_forced(decoder: Decoder, inputs: LMInputs, tokens: Sequence[int]) -> LMInputs:
     """The prompt followed by `tokens` (a generated response fed back, teacher forcing) as one input:
-    [1, n + len(tokens), d] embeddings with positions 0..n+len(tokens)-1 (the positions `generate` gave them).
+    [1, n + len(tokens), d] embeddings with the positions `generate_under_knockout` gave the tokens
+    (`LMInputs.continue_positions`: n.. for positions 0..n-1, last prompt position + 1.. on every axis for
+    multimodal rotary positions) and the extras extended (`LMInputs.extend_extra`).
 
-    Raises UnsupportedModelError as `generate_under_knockout` does for families with multimodal rotary positions
-    or extra decoder inputs.
+    Raises UnsupportedModelError as `generate_under_knockout` does for families whose extras have no continuation
+    rule.
     """
-    _check_plain_positions(inputs)
+    _check_generatable(inputs)
     if not tokens:
         return inputs
     ids = torch.tensor([list(tokens)], dtype=torch.long, device=inputs.inputs_embeds.device)
-    embeds = torch.cat([inputs.inputs_embeds, decoder.input_embeddings()(ids).to(inputs.inputs_embeds.dtype)], dim=1)
-    return LMInputs(embeds, torch.arange(embeds.shape[1], device=embeds.device)[None])
+    return inputs.extended(decoder.input_embeddings()(ids))

@@ -151,13 +151,16 @@ class LMInputs:
     ``deepstack_visual_embeds``). When only a suffix is recomputed (positions >= start, from
     layer `first_layer` on, as `rows` batch rows), `suffix_extra(extra, start, first_layer, rows)`
     gives the extras; the default slices tensors whose second dimension is the sequence and
-    repeats them over the rows.
+    repeats them over the rows. When positions are appended after the prompt (generated tokens fed
+    back, `extended`), `extend_extra(extra, count)` gives the extras of the longer input; a family
+    with extras and no `extend_extra` cannot be extended (UnsupportedModelError).
     """
 
     inputs_embeds: torch.Tensor
     position_ids: torch.Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     suffix_extra: Callable[[dict[str, Any], int, int, int], dict[str, Any]] | None = None
+    extend_extra: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
 
     @property
     def n(self) -> int:
@@ -180,7 +183,53 @@ class LMInputs:
             positions = self.position_ids[..., start:]
             if rows > 1:
                 positions = positions.expand(*positions.shape[:-2], rows, positions.shape[-1])
-        return LMInputs(_rows(self.inputs_embeds[:, start:], rows), positions, extra, self.suffix_extra)
+        return LMInputs(
+            _rows(self.inputs_embeds[:, start:], rows), positions, extra, self.suffix_extra, self.extend_extra
+        )
+
+    def continue_positions(self, count: int) -> torch.Tensor:
+        """Positions of `count` tokens appended after the prompt, [1, count] or [k, 1, count] like `position_ids`.
+
+        Every axis continues from the last prompt position: last + 1, ..., last + count. This is how transformers'
+        ``generate`` moves positions for every family (``GenerationMixin._update_model_kwargs_for_generation``
+        appends ``position_ids[..., -1:] + 1`` per step), multimodal rotary positions (Qwen2-VL, Qwen2.5-VL,
+        Qwen3-VL, GLM-4V: [3, 1, n]) included. When the last prompt token holds the largest position it equals the
+        models' ``rope_deltas`` rule (max + 1); where the two differ (transformers 5's Qwen2.5-VL with a long video,
+        whose temporal positions run past the text after it) the model's own ``generate`` follows last + 1, and so
+        does flowcheck (tests/test_generate.py). Without `position_ids` the prompt is 0..n-1 and the new tokens
+        n..n+count-1. Raises ValueError for count < 0 or a batch of more than one row.
+        """
+        if count < 0:
+            raise ValueError(f"cannot append {count} positions")
+        positions = self.position_ids
+        if positions is None:
+            positions = torch.arange(self.n, device=self.inputs_embeds.device)[None]
+        if positions.shape[-2] != 1:
+            raise ValueError(f"positions are continued for one sample; these have {positions.shape[-2]} batch rows")
+        step = torch.arange(1, count + 1, dtype=positions.dtype, device=positions.device)
+        return positions[..., -1:] + step
+
+    def extended(self, more_embeds: torch.Tensor) -> LMInputs:
+        """The prompt followed by `more_embeds` ([1, m, d], e.g. the embeddings of generated tokens fed back) as one
+        input of n + m positions: positions continued (`continue_positions`), extras by `extend_extra`.
+
+        Raises UnsupportedModelError when the inputs carry extras and no `extend_extra` says how they continue.
+        """
+        count = more_embeds.shape[1]
+        if self.extra and self.extend_extra is None:
+            raise UnsupportedModelError(
+                f"this family passes extra decoder inputs {sorted(self.extra)} and its adapter does not say how they "
+                "continue past the prompt (LMInputs.extend_extra); flowcheck cannot append generated tokens to it. "
+                "Give the adapter an extend_extra rule (see flowcheck/models/qwen_vl.py) or use the letter-scoring "
+                "analyses."
+            )
+        embeds = torch.cat([self.inputs_embeds, more_embeds.to(self.inputs_embeds.dtype)], dim=1)
+        base = self.position_ids
+        if base is None:
+            base = torch.arange(self.n, device=embeds.device)[None]
+        positions = torch.cat([base, self.continue_positions(count)], dim=-1)
+        extra = self.extend_extra(self.extra, count) if self.extra else {}
+        return LMInputs(embeds, positions, extra, self.suffix_extra, self.extend_extra)
 
 
 def _is_sequence(value: Any, n: int) -> bool:

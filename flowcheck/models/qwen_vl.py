@@ -102,6 +102,16 @@ def deepstack_suffix(extra: dict[str, Any], start: int, first_layer: int, rows: 
     return out
 
 
+def deepstack_extend(extra: dict[str, Any], count: int) -> dict[str, Any]:
+    """Qwen3-VL extras for the prompt followed by `count` text positions: ``visual_pos_masks`` [1, n] gets False for
+    the new positions, the deepstack features ([visual tokens, d] per layer) stay as they are. The deepstack
+    additions belong to the prompt's visual positions only; transformers' ``generate`` passes the pixel values (and
+    so the features) at the prefill only (``MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL``)."""
+    mask = extra["visual_pos_masks"]
+    tail = torch.zeros(*mask.shape[:-1], count, dtype=mask.dtype, device=mask.device)
+    return {**extra, "visual_pos_masks": torch.cat([mask, tail], dim=-1)}
+
+
 @register
 class Qwen3VLAdapter(_QwenAdapter):
     """Qwen3-VL: the processor writes ``<t seconds>`` before each temporal group, from the real times."""
@@ -115,6 +125,7 @@ class Qwen3VLAdapter(_QwenAdapter):
         encoded = super().encode(sample, frames)
         if "deepstack_visual_embeds" in encoded.inputs.extra:
             encoded.inputs.suffix_extra = deepstack_suffix
+            encoded.inputs.extend_extra = deepstack_extend
         return encoded
 
 
