@@ -57,32 +57,6 @@ def _folder_name(text: str) -> str:
 PathPart = Annotated[StrictStr, Field(min_length=1), AfterValidator(_folder_name)]
 
 
-class TVBenchEntry(BaseModel):
-    """One question of a TVBench-layout file (official-protocol.md 6.1): `answer` is a candidate's text."""
-
-    model_config = ConfigDict(extra="allow")
-
-    video: StrictStr = Field(min_length=1)
-    question: Text
-    candidates: list[Text] = Field(min_length=2)
-    answer: Text
-    start: Seconds = None
-    end: Seconds = None
-    id: EntryId = None
-
-    @model_validator(mode="after")
-    def _bounds_in_order(self) -> TVBenchEntry:
-        return _bounds_and_id(self)
-
-
-def _bounds_and_id(entry: TVBenchEntry | OpenEndedEntry) -> Any:
-    if entry.start is not None and entry.end is not None and entry.start >= entry.end:
-        raise ValueError(f"start ({entry.start} s) must come before end ({entry.end} s)")
-    if isinstance(entry.id, str) and not entry.id.strip():
-        raise ValueError("id is empty")
-    return entry
-
-
 class OpenEndedEntry(BaseModel):
     """One open-ended question of a TVBench-layout file: no `candidates`, `answer` is a free-text reference answer
     (issue 17: open-ended flow on datasets such as VCGBench's temporal QA, official-protocol.md 11)."""
@@ -98,7 +72,18 @@ class OpenEndedEntry(BaseModel):
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> OpenEndedEntry:
-        return _bounds_and_id(self)
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"start ({self.start} s) must come before end ({self.end} s)")
+        if isinstance(self.id, str) and not self.id.strip():
+            raise ValueError("id is empty")
+        return self
+
+
+class TVBenchEntry(OpenEndedEntry):
+    """One multiple-choice question of a TVBench-layout file (official-protocol.md 6.1): the open-ended entry's
+    fields plus `candidates`, and `answer` is a candidate's text."""
+
+    candidates: list[Text] = Field(min_length=2)
 
 
 class TomatoEntry(BaseModel):
