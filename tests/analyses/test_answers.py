@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from tiny_checkpoint import synthetic_sample
 
-import flowcheck
 from flowcheck.analyses.answers import AnswersUnderKnockout, settings_with_defaults
 from flowcheck.analyses.base import ReportInput, Setup, TaskView
 from flowcheck.analyses.records import Baseline
@@ -16,13 +13,6 @@ from flowcheck.cache import ResultCache
 from flowcheck.data.folder import load_tvbench_layout
 from flowcheck.data.synth import write_benchmark
 from flowcheck.models.handle import ModelHandle
-
-BUNDLED = str(Path(flowcheck.__file__).parent / "bundled" / "tiny-video-ft")
-
-
-@pytest.fixture(scope="module")
-def bundled():
-    return flowcheck.load(BUNDLED)
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-import flowcheck
 from flowcheck.analyses.runner import OPEN_ENDED_UNUSED, AnalysisPlan, run_analyses
 from flowcheck.analyses.summary import TaskSummary, summarise
 from flowcheck.cache import ResultCache
@@ -20,7 +18,6 @@ from flowcheck.data.synth import write_benchmark
 from flowcheck.edges import Condition
 from flowcheck.engine.generate import generate_under_knockout
 
-BUNDLED = str(Path(flowcheck.__file__).parent / "bundled" / "tiny-video-ft")
 PLAN = AnalysisPlan(
     analyses=("sweep", "accuracy", "answers_under_knockout", "open_ended_flow"),
     settings={
@@ -28,11 +25,6 @@ PLAN = AnalysisPlan(
         "open_ended_flow": {"anchors": "synthetic", "pos_tagger": "", "anchor_orders": [1]},
     },
 )
-
-
-@pytest.fixture(scope="module")
-def bundled():
-    return flowcheck.load(BUNDLED)
 
 
 @pytest.fixture(scope="module")
