@@ -88,17 +88,25 @@ def _two_piece_case(rows, heads, kv_heads, p, s, d, seed=0):
     return (query, prefix, key, value, allowed), reference.transpose(1, 2)
 
 
+# flash_two_piece attends to the prefix in runs of keys (run overhead 0) or in one masked call (a huge overhead)
+RUNS_OR_MASKED = pytest.mark.parametrize("run_overhead", [0, 10**12])
+
+
+@RUNS_OR_MASKED
 @pytest.mark.parametrize("two_piece", [matmul_two_piece, flash_two_piece, shared_prefix_attention])
 @pytest.mark.parametrize("shape", [(3, 4, 2, 7, 2, 8), (5, 8, 8, 300, 61, 32), (4, 6, 2, 50, 1, 16)])
-def test_shared_prefix_attention_matches_sdpa_over_the_concatenated_keys(two_piece, shape):
+def test_shared_prefix_attention_matches_sdpa_over_the_concatenated_keys(monkeypatch, run_overhead, two_piece, shape):
+    monkeypatch.setattr(prefix_attention, "RUN_OVERHEAD_PAIRS", run_overhead)
     args, reference = _two_piece_case(*shape)
     got = two_piece(*args, 0.3)
     assert got.shape == reference.shape
     assert torch.allclose(got, reference, atol=2e-6)
 
 
+@RUNS_OR_MASKED
 @pytest.mark.parametrize("two_piece", [matmul_two_piece, flash_two_piece])
-def test_two_piece_attention_of_the_last_query_only(two_piece):
+def test_two_piece_attention_of_the_last_query_only(monkeypatch, run_overhead, two_piece):
+    monkeypatch.setattr(prefix_attention, "RUN_OVERHEAD_PAIRS", run_overhead)
     # the suffix's own keys are all 61 positions, the query only the last: the last row of the full attention
     args, reference = _two_piece_case(5, 8, 2, 300, 61, 32)
     query, prefix, key, value, allowed = args
@@ -119,8 +127,10 @@ def test_prefix_segments_by_hand():
     assert runs[1][2].tolist() == [[True, False, False], [True, True, True]]
 
 
+@RUNS_OR_MASKED
 @pytest.mark.parametrize("two_piece", [matmul_two_piece, flash_two_piece])
-def test_two_piece_attention_with_knocked_out_rectangles(two_piece):
+def test_two_piece_attention_with_knocked_out_rectangles(monkeypatch, run_overhead, two_piece):
+    monkeypatch.setattr(prefix_attention, "RUN_OVERHEAD_PAIRS", run_overhead)
     # the structure of a question-level knockout: some rows' question queries may not read the video keys
     # (skipped runs of the prefix for those queries), one query reads no prefix key at all
     args, _ = _two_piece_case(4, 8, 4, 200, 30, 32)

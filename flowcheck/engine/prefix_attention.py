@@ -189,6 +189,17 @@ def _merge(pieces: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     return numerator / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
 
 
+MASK_SHARE = 0.2
+"""What an additive mask adds to a fused CPU flash call, as a share of its (query, key) pairs (measured: 17.2 vs
+13.9 ms for 1,950 queries over 1,200 keys, 8 heads of 32; 2 threads)."""
+RUN_OVERHEAD_PAIRS = 60_000
+"""The fixed cost of attending to one more run of prefix keys (a fused call, the query gather and scatter, one
+more piece to merge), in (query, key) pairs of one call's work. Measured on the "-> last" group of
+`benchmarks/bench_sweep.py` (96 one-position rows, 14 runs of 1,260 keys): 14 runs took about 3.7 ms per layer
+more than one masked call of 121,000 pairs (0.5 ms), about 0.25 ms (60,000 pairs) per run. Only speed depends on
+it, never the numbers."""
+
+
 def _prefix_pieces(
     folded: torch.Tensor,
     prefix: tuple[torch.Tensor, torch.Tensor],
@@ -198,13 +209,22 @@ def _prefix_pieces(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The folded queries [1, Hkv, M, d] (M = rows x group x s, in (row, group, position) order) over the shared
     prefix, one fused call per run of `prefix_segments` (allowed [R, s, p]): a run every query reads runs without a
-    mask, a run some queries read runs over those queries only, a run no query reads is skipped. Returns
-    (out [1, Hkv, M, d], lse [1, Hkv, M] float32) per run read by any query."""
+    mask, a run some queries read runs over those queries only, a run no query reads is skipped. Where the runs
+    would cost more than they save (`RUN_OVERHEAD_PAIRS`), one masked call over the whole prefix instead. Returns
+    (out [1, Hkv, M, d], lse [1, Hkv, M] float32) per call."""
     prefix_keys, prefix_values = prefix
-    rows, s, _ = allowed.shape
+    rows, s, p = allowed.shape
     kv_heads, m, d = folded.shape[1:]
+    runs = prefix_segments(allowed)
+    queries = rows * s
+    read = sum(int(readers.sum()) * (end - start) for start, end, readers in runs)
+    saved = MASK_SHARE * queries * p + (queries * p - read)
+    if len(runs) > 1 and saved < len(runs) * RUN_OVERHEAD_PAIRS:
+        mask = allowed[:, None].expand(rows, group, s, p).reshape(1, 1, m, p)
+        out, lse = _flash(folded, prefix_keys, prefix_values, mask, scale)
+        return [(out, lse.float())]
     pieces = []
-    for start, end, readers in prefix_segments(allowed):
+    for start, end, readers in runs:
         keys, values = prefix_keys[..., start:end, :], prefix_values[..., start:end, :]
         reading = readers[:, None, :].expand(rows, group, s).reshape(m)
         if bool(reading.all()):
