@@ -62,7 +62,7 @@ def test_staggered_batches_equal_plain(monkeypatch, overhead):
     for ko, a, b in zip(knockouts, plain, fast, strict=True):
         assert abs(a.probs - b.probs).max() <= 1e-5, ko.key
     assert sum(abs(r.probs - base.probs).max() > 1e-4 for r in plain) > len(plain) // 3  # not vacuous
-    batches = calls[2:]  # after the two self-check forwards
+    batches = calls[4:]  # after the self-check forwards (two of the baseline, two of the last-position shortcut)
     suffixes = {ko.earliest_query(inputs.n) for ko in knockouts}
     if overhead:  # every "-> last" knockout (3 conditions x 5 windows) in one forward of one position from layer 0
         assert (1, 0, 15, True) in batches
@@ -88,13 +88,64 @@ def _two_piece_case(rows, heads, kv_heads, p, s, d, seed=0):
     return (query, prefix, key, value, allowed), reference.transpose(1, 2)
 
 
+# flash_two_piece attends to the prefix in runs of keys (run overhead 0) or in one masked call (a huge overhead)
+RUNS_OR_MASKED = pytest.mark.parametrize("run_overhead", [0, 10**12])
+
+
+@RUNS_OR_MASKED
 @pytest.mark.parametrize("two_piece", [matmul_two_piece, flash_two_piece, shared_prefix_attention])
 @pytest.mark.parametrize("shape", [(3, 4, 2, 7, 2, 8), (5, 8, 8, 300, 61, 32), (4, 6, 2, 50, 1, 16)])
-def test_shared_prefix_attention_matches_sdpa_over_the_concatenated_keys(two_piece, shape):
+def test_shared_prefix_attention_matches_sdpa_over_the_concatenated_keys(monkeypatch, run_overhead, two_piece, shape):
+    monkeypatch.setattr(prefix_attention, "RUN_OVERHEAD_PAIRS", run_overhead)
     args, reference = _two_piece_case(*shape)
     got = two_piece(*args, 0.3)
     assert got.shape == reference.shape
     assert torch.allclose(got, reference, atol=2e-6)
+
+
+@RUNS_OR_MASKED
+@pytest.mark.parametrize("two_piece", [matmul_two_piece, flash_two_piece])
+def test_two_piece_attention_of_the_last_query_only(monkeypatch, run_overhead, two_piece):
+    monkeypatch.setattr(prefix_attention, "RUN_OVERHEAD_PAIRS", run_overhead)
+    # the suffix's own keys are all 61 positions, the query only the last: the last row of the full attention
+    args, reference = _two_piece_case(5, 8, 2, 300, 61, 32)
+    query, prefix, key, value, allowed = args
+    got = two_piece(query[..., -1:, :], prefix, key, value, allowed[..., -1:, :], 0.3)
+    assert got.shape == (5, 1, 8, 32)
+    assert torch.allclose(got, reference[:, -1:], atol=2e-6)
+
+
+def test_prefix_segments_by_hand():
+    # 2 rows x 3 queries over 8 prefix keys; row 0's queries 1-2 may not read keys 2..4 (a knocked-out
+    # rectangle), no query reads key 7
+    allowed = torch.ones(2, 3, 8, dtype=torch.bool)
+    allowed[0, 1:, 2:5] = False
+    allowed[..., 7] = False
+    runs = prefix_attention.prefix_segments(allowed)
+    assert [(a, b) for a, b, _ in runs] == [(0, 2), (2, 5), (5, 7), (7, 8)]
+    assert runs[0][2].all() and runs[2][2].all() and not runs[3][2].any()
+    assert runs[1][2].tolist() == [[True, False, False], [True, True, True]]
+
+
+@RUNS_OR_MASKED
+@pytest.mark.parametrize("two_piece", [matmul_two_piece, flash_two_piece])
+def test_two_piece_attention_with_knocked_out_rectangles(monkeypatch, run_overhead, two_piece):
+    monkeypatch.setattr(prefix_attention, "RUN_OVERHEAD_PAIRS", run_overhead)
+    # the structure of a question-level knockout: some rows' question queries may not read the video keys
+    # (skipped runs of the prefix for those queries), one query reads no prefix key at all
+    args, _ = _two_piece_case(4, 8, 4, 200, 30, 32)
+    query, prefix, key, value, _ = args
+    p, s = 200, 30
+    allowed = torch.ones(4, 1, s, p + s, dtype=torch.bool)
+    allowed[..., p:] = torch.ones(s, s, dtype=torch.bool).tril()
+    allowed[1, 0, 5:12, 40:180] = False
+    allowed[3, 0, :, 40:180] = False
+    allowed[2, 0, 3, :p] = False
+    full_k = torch.cat([prefix[0].expand(4, -1, -1, -1), key], dim=-2).repeat_interleave(2, 1)
+    full_v = torch.cat([prefix[1].expand(4, -1, -1, -1), value], dim=-2).repeat_interleave(2, 1)
+    reference = torch.nn.functional.scaled_dot_product_attention(query, full_k, full_v, attn_mask=allowed, scale=0.3)
+    got = two_piece(query, prefix, key, value, allowed, 0.3)
+    assert torch.allclose(got, reference.transpose(1, 2), atol=2e-6)
 
 
 def test_flash_two_piece_in_bfloat16_is_within_bfloat16_rounding():
@@ -129,8 +180,9 @@ def test_out_of_memory_halves_the_batch_and_retries(monkeypatch):
     _, plain = score(decoder, inputs, knockouts, WATCH, strategy="plain")
     for a, b in zip(plain, fast, strict=True):
         assert abs(a.probs - b.probs).max() <= 1e-5
-    # self-check (1, 1), then 6 rows fail, 3 fail, then rows of at most 1 (the cap after two halvings)
-    assert sizes[:4] == [1, 1, 6, 3] and set(sizes[4:]) == {1} and len(sizes[4:]) == 6
+    # self-checks (1, 1; 2, 2 for the last-position shortcut), then 6 rows fail, 3 fail, then rows of at most 1
+    # (the cap after two halvings)
+    assert sizes[:6] == [1, 1, 2, 2, 6, 3] and set(sizes[6:]) == {1} and len(sizes[6:]) == 6
 
 
 def test_out_of_memory_with_one_row_is_a_clear_error(monkeypatch):
@@ -140,7 +192,7 @@ def test_out_of_memory_with_one_row_is_a_clear_error(monkeypatch):
 
     def never(*args, **kwargs):
         calls.append(1)
-        if len(calls) > 2:  # let the self-check pass
+        if len(calls) > 4:  # let the self-checks pass
             raise torch.OutOfMemoryError("simulated")
         return original(*args, **kwargs)
 

@@ -99,9 +99,10 @@ def test_last_token_knockouts_recompute_one_position_from_the_window_start(monke
         for c in ("video->last", "question->last", "last->last")
     ]
     score(decoder, inputs, knockouts, WATCH, strategy="fast")
-    # two self-check runs (one position, layers 0 and L/2), then one batch of 3 rows: one position from layer 3
+    # two self-check runs (one position, layers 0 and L/2), two of the last-position shortcut (4 positions, 2 rows,
+    # layer L-2), then one batch of 3 rows: one position from layer 3
     assert calls[-1] == (1, 3, 3)
-    assert calls[:2] == [(1, 0, 1), (1, 2, 1)]
+    assert calls[:4] == [(1, 0, 1), (1, 2, 1), (4, 2, 2), (4, 2, 2)]
 
 
 def test_model_is_restored_after_the_fast_path():
@@ -111,3 +112,33 @@ def test_model_is_restored_after_the_fast_path():
     score(decoder, inputs, knockouts, WATCH, strategy="fast")
     assert list(decoder.layers) == layers_before
     assert decoder.config._attn_implementation == "sdpa"
+
+
+class _SqueezingMLP(torch.nn.Module):
+    """An MLP that drops a length-1 position axis ([B, 1, D] -> [B, D]): fine for forwards of several positions,
+    wrong when the last-position shortcut hands it the last position alone."""
+
+    def __init__(self, mlp: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = mlp
+
+    def forward(self, hidden_states):
+        return self.inner(hidden_states).squeeze(1)
+
+
+def test_last_position_shortcut_is_self_checked_per_model():
+    decoder, prompt, inputs = setup("llama")
+    assert fast_module.FastScorer(decoder, inputs).base.last_only  # a Llama layer tolerates it
+    knockouts = [
+        condition_knockout(paper_conditions()[c], make_window(4, w, 1), prompt.layout)
+        for c in ("video->question", "question_only->true_option")  # suffixes of several positions
+        for w in (1, 3)
+    ]
+    original = decoder.layers[-1].mlp
+    decoder.layers[-1].mlp = _SqueezingMLP(original)
+    try:
+        scorer = fast_module.FastScorer(decoder, inputs)
+        assert scorer.ok and not scorer.base.last_only
+        assert_same(decoder, inputs, knockouts)
+    finally:
+        decoder.layers[-1].mlp = original

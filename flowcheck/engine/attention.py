@@ -124,7 +124,23 @@ def _restrict(attention_mask: torch.Tensor | None, rows: torch.Tensor, query: to
 
 
 def flowcheck_attention(module, query, key, value, attention_mask, **kwargs):
-    """sdpa (or flex) attention that removes the active knockout's edges for targeted modules."""
+    """sdpa (or flex) attention that removes the active knockout's edges for targeted modules.
+
+    Inside `last_query_only(module)` the module's call attends for its last query position only and returns
+    zeros [B, q_len - 1, H, d] for the others (transformers' [B, q_len, H, d] output layout).
+    """
+    q_len = query.shape[-2]
+    if _LAST_QUERY_ONLY.get() == id(module) and q_len > 1 and _OBSERVER.get() is None:
+        if attention_mask is not None:
+            attention_mask = attention_mask[..., -1:, :]
+        out, weights = _attend(module, query[..., -1:, :], key, value, attention_mask, **kwargs)
+        full = out.new_zeros(out.shape[0], q_len, *out.shape[2:])
+        full[:, -1:] = out
+        return full, weights
+    return _attend(module, query, key, value, attention_mask, **kwargs)
+
+
+def _attend(module, query, key, value, attention_mask, **kwargs):
     from flowcheck.engine import prefix_attention
 
     active = _ACTIVE.get()
@@ -187,6 +203,26 @@ def _allowed(attention_mask: torch.Tensor | None, rows: torch.Tensor | None, que
 
 
 _BACKEND: ContextVar[str] = ContextVar("flowcheck_attention_backend", default="sdpa")
+
+_LAST_QUERY_ONLY: ContextVar[int | None] = ContextVar("flowcheck_last_query_only", default=None)
+
+
+@contextmanager
+def last_query_only(module) -> Iterator[None]:
+    """Inside, flowcheck attention calls of `module` (an attention module) compute the output of their last query
+    position only; the other positions' outputs are zeros.
+
+    For a forward whose caller reads only the last position of this module's layer (the fast engine's last
+    decoder layer: the logits read the last position only, and no later layer reads this one's other
+    positions). The keys and values of every position are still computed by the module (its own projections),
+    so the cache is unaffected.
+    """
+    token = _LAST_QUERY_ONLY.set(id(module))
+    try:
+        yield
+    finally:
+        _LAST_QUERY_ONLY.reset(token)
+
 
 Observer = Callable[..., None]
 """Called as ``observer(module, query, key, mask, kwargs)`` by every attention call of a full forward, with the

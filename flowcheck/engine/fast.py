@@ -21,14 +21,14 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicLayer
 
 from flowcheck.engine import prefix_attention
-from flowcheck.engine.attention import LazyMask, materialize
+from flowcheck.engine.attention import LazyMask, last_query_only, materialize
 from flowcheck.engine.batching import MemoryModel, default_budget_bytes, plan_batches, rows_for_budget
 from flowcheck.engine.knockout import knockout_plan
 from flowcheck.engine.scoring import Knockout, Scored, as_spec, no_padding, score_logits, score_plain
@@ -83,6 +83,7 @@ class BaselinePass:
         self.cache = out.cache if hasattr(out, "cache") else out.past_key_values
         self.logits = decoder.lm_head(out.last_hidden_state[:, -1])
         self.layers = [(layer.keys, layer.values) for layer in self.cache.layers]
+        self.last_only = False  # set by `FastScorer` after `self_check_last_position`
 
     def prefix_cache(self, decoder: Decoder, p: int, rows: int) -> Cache:
         """A cache that serves the baseline keys and values of positions < p to `rows` suffix rows.
@@ -114,12 +115,39 @@ class _PrefixLayer(DynamicLayer):
         return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
 
 
+@contextmanager
+def last_position_only(decoder: Decoder) -> Iterator[None]:
+    """The last decoder layer computes its output at the last position only (the others' are left meaningless).
+
+    The logits read the last position of the last layer only, and that layer's other positions feed nothing
+    else: its attention attends for the last query only (`attention.last_query_only`; it still projects every
+    position's keys and values), and its MLP (`layer.mlp`, when the layer has one) runs on the last position,
+    its [B, 1, hidden] output broadcast onto the residual of all positions. Used only where `self_check`
+    showed that it reproduces the baseline on this model (`BaselinePass.last_only`).
+    """
+
+    def last(_module, args):
+        if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 3 and args[0].shape[1] > 1:
+            return (args[0][:, -1:], *args[1:])
+        return None
+
+    mlp = getattr(decoder.layers[-1], "mlp", None)
+    handle = mlp.register_forward_pre_hook(last) if isinstance(mlp, nn.Module) else None
+    try:
+        with last_query_only(decoder.attention[-1]):
+            yield
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
 def _suffix_logits(
     decoder: Decoder, base: BaselinePass, inputs: LMInputs, p: int, a: int, rows: int, shared: bool = False
 ) -> torch.Tensor:
     """Last-position logits of `rows` copies of positions >= p recomputed from layer a (under any active knockout).
 
-    `shared`: attend to the prefix once for all rows (shared-prefix mode) instead of a copy per row.
+    `shared`: attend to the prefix once for all rows (shared-prefix mode) instead of a copy per row. Where
+    `base.last_only`, the last layer computes the last position only (`last_position_only`).
     """
     suffix = inputs.suffix(p, a, rows)
     hidden = base.hidden[a][:, p:]
@@ -128,7 +156,7 @@ def _suffix_logits(
     kwargs = {**suffix.kwargs(), "inputs_embeds": hidden}
     cache = base.prefix_cache(decoder, p, rows)
     mask = torch.ones(rows, inputs.n, dtype=torch.long, device=hidden.device)
-    with bypass_layers(decoder, a):
+    with bypass_layers(decoder, a), last_position_only(decoder) if base.last_only else nullcontext():
         if shared:
             # every layer's attention must run through flowcheck's function to read the prefix
             with knockout_plan(decoder, {}), prefix_attention.shared_prefix():
@@ -157,6 +185,31 @@ def self_check(decoder: Decoder, base: BaselinePass, inputs: LMInputs) -> bool:
         got = torch.softmax(logits.float(), -1)
         if (got - reference).abs().max().item() > tolerance:
             return False
+    return True
+
+
+def self_check_last_position(decoder: Decoder, base: BaselinePass, inputs: LMInputs) -> bool:
+    """Does computing the last layer at the last position only (`last_position_only`) reproduce the baseline?
+
+    Reruns the last few positions from the second-to-last layer, with the prefix shared and copied per row, with
+    `base.last_only` set; restores `base.last_only` to False. A failure (different logits or an error) means the
+    family's last layer does not tolerate it, and the fast engine computes every position there.
+    """
+    tolerance = SELF_CHECK_TOLERANCE.get(decoder.dtype, 1e-2)
+    reference = torch.softmax(base.logits.float(), -1)
+    p, a = max(inputs.n - 4, 1), max(decoder.num_layers - 2, 0)
+    base.last_only = True
+    try:
+        for shared in (True, False):
+            logits = _suffix_logits(decoder, base, inputs, p, a, 2, shared)
+            if (torch.softmax(logits.float(), -1) - reference).abs().max().item() > tolerance:
+                return False
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError:
+        return False
+    finally:
+        base.last_only = False
     return True
 
 
@@ -232,6 +285,8 @@ class FastScorer:
         per_layer_one = (time.perf_counter() - checked) / (layers + layers - layers // 2)
         per_position_layer = max(checked - started, 1e-9) / (n * layers)
         self.overhead_positions = min(float(n), per_layer_one / per_position_layer)
+        if self.ok:
+            self.base.last_only = self_check_last_position(decoder, self.base, inputs)
 
     @torch.inference_mode()
     def score(
