@@ -214,6 +214,19 @@ def explicit_window(layers: Iterable[int], num_layers: int) -> Window:
     return Window(chosen)
 
 
+def parse_user_layers(text: str, num_layers: int) -> Window:
+    """A layer range as users write it: ``"first_half"``, ``"second_half"``, ``"FIRST-LAST"`` or one layer, counted
+    from 1 and inclusive (as `RouteSpec` and everything flowcheck shows); the window holds 0-based layers. Raises
+    ConditionError naming the text and what to write."""
+    text = str(text).strip()
+    if text in ("first_half", "second_half"):
+        return parse_layer_range(text, num_layers)
+    span = _parse_layers(text, text, num_layers)
+    if span is None:
+        raise ConditionError(f"layers {text!r}: write first_half, second_half, FIRST-LAST or one layer (from 1)")
+    return explicit_window(range(span[0], span[1] + 1), num_layers)
+
+
 def parse_layer_range(text: str, num_layers: int) -> Window:
     """``"0:16"`` (half-open), ``"first_half"``, ``"second_half"`` or ``"3,5,7"``."""
     text = text.strip()

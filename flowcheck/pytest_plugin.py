@@ -174,10 +174,11 @@ def _validate(session) -> None:
     from flowcheck.analyses.base import check_settings, selected
 
     running = [cls.name for cls in selected(None)] + list(session.options.values.get("analyses") or [])
-    try:
-        check_settings(session.options.values.get("setting") or {}, running)
-    except ValueError as err:
-        _usage_error(f"flowcheck: --flow-setting: {err}")
+    for model in session.models:
+        try:
+            check_settings(session.options.values.get("setting") or {}, running, session.handle(model).num_layers)
+        except ValueError as err:
+            _usage_error(f"flowcheck: --flow-setting: {err}")
     for model in session.models:
         try:  # a --flow-pathway route spec against each model's depth, before any test runs
             session.pruning_settings(model, session.handle(model).num_layers)

@@ -217,7 +217,8 @@ class FlowSession:
         }
         extra = tuple(getattr(self.options, "analyses", None) or ())
         names = None if not extra else tuple(dict.fromkeys([*(c.name for c in selected(None)), *extra]))
-        for name, given in check_settings(self.options.values.get("setting") or {}, names).items():
+        given_settings = self.options.values.get("setting") or {}
+        for name, given in check_settings(given_settings, names, handle.num_layers).items():
             settings[name] = {**settings.get(name, {}), **given}
         return AnalysisPlan(
             analyses=names,

@@ -50,5 +50,16 @@ def test_gate(flow_case, flow, snapshot, request):
         request.node.user_properties.append((GATE_PROPERTY, json.dumps(result.to_dict())))
     if not matched and result is not None:
         pytest.fail(result.message(), pytrace=False)
+    if not matched and location.exists() and not updating:
+        try:
+            json.loads(location.read_text(encoding="utf-8"))
+            why = "its content is not a gating record of this format"
+        except (ValueError, OSError) as err:
+            why = f"it is not readable JSON ({err})"
+        pytest.fail(
+            f"the recorded baseline {location} could not be read: {why}. Restore it from version control "
+            f"(git checkout -- {location}); re-recording it from the checkpoint under test would hide a regression",
+            pytrace=False,
+        )
     if not matched:
         pytest.fail(f"no recorded baseline {name!r}: run with --snapshot-update to record it", pytrace=False)

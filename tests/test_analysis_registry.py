@@ -137,6 +137,38 @@ def test_user_settings_are_checked_against_each_analysis_and_typed():
         check_settings({"open_ended_flow": {"prompt": "mc"}}, ["sweep", "answers_under_knockout"])
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"answers_under_knockout": {"mode": "freeform"}}, "unknown mode 'freeform'"),
+        ({"answers_under_knockout": {"condition": "bogus"}}, "answers_under_knockout: .*bogus"),
+        ({"answers_under_knockout": {"layers": "0"}}, r"not a range inside 1\.\.8 \(layers count from 1"),
+        ({"answers_under_knockout": {"layers": "5-2"}}, "not a range inside 1..8"),
+        ({"answers_under_knockout": {"layers": "0:4"}}, "write FIRST-LAST"),
+        ({"answers_under_knockout": {"stop_strings": [""]}}, "empty stop string"),
+        ({"answers_under_knockout": {"max_new_tokens": 100000000}}, "above 2048"),
+        ({"open_ended_flow": {"prompt": "bogus"}}, "unknown prompt 'bogus'"),
+        ({"open_ended_flow": {"anchor_orders": [0, -1]}}, "anchor numbers from 1"),
+        ({"open_ended_flow": {"conditions": {}}}, "no conditions to sweep"),
+        ({"open_ended_flow": {"anchors": "bogus"}}, "no anchor list 'bogus'"),
+        ({"open_ended_flow": {"stop_strings": '[".", "\\n"'}}, "not a valid JSON list"),
+    ],
+)
+def test_settings_that_cannot_run_are_refused_before_the_run(settings, message):
+    from flowcheck.analyses.base import check_settings
+
+    with pytest.raises(ValueError, match=message):
+        check_settings(settings, ["sweep", "answers_under_knockout", "open_ended_flow"], num_layers=8)
+
+
+def test_answer_knockout_layers_count_from_1_like_everything_flowcheck_shows():
+    from flowcheck.edges import parse_user_layers
+
+    assert parse_user_layers("3-5", 8).layers == (2, 3, 4)
+    assert parse_user_layers("8", 8).layers == (7,)
+    assert parse_user_layers("first_half", 8).layers == (0, 1, 2, 3)
+
+
 def test_flow_setting_reaches_the_analysis_plan(tmp_path):
     from flowcheck.claims import load_registry
     from flowcheck.options import resolve

@@ -20,7 +20,7 @@ from typing import Any
 from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register
 from flowcheck.analyses.specs import Contribution, Table
 from flowcheck.data.sample import OPTION_LETTERS
-from flowcheck.edges import check_layout_for, parse_layer_range, resolve_conditions
+from flowcheck.edges import check_layout_for, parse_user_layers, resolve_conditions
 from flowcheck.engine.generate import Generation, generate_under_knockout
 from flowcheck.models.base import EncodedSample
 
@@ -51,6 +51,31 @@ def settings_with_defaults(name: str, settings: Mapping[str, Any]) -> dict[str, 
     if unknown:
         raise KeyError(f"analysis {name!r}: unknown setting(s) {unknown}; known: {', '.join(sorted(defaults))}")
     return {**defaults, **settings}
+
+
+def generation_limits(name: str, settings: Mapping[str, Any]) -> None:
+    """Raise ValueError when `max_new_tokens` exceeds the limit in generation.json (``max_new_tokens_limit``: a
+    typo such as 100000000 would run for hours) or a stop string is empty (it would stop every answer after its
+    first token)."""
+    limit = int(generation_defaults()["max_new_tokens_limit"])
+    if int(settings["max_new_tokens"]) > limit:
+        raise ValueError(
+            f"{name}: max_new_tokens {settings['max_new_tokens']} is above {limit} (max_new_tokens_limit in "
+            "flowcheck/specs/generation.json; the authors generate at most 512)"
+        )
+    if any(not s for s in settings["stop_strings"]):
+        raise ValueError(f"{name}: an empty stop string would stop every answer after one token; remove it")
+
+
+def knockout_text(summary: Mapping[str, Any], num_layers: int) -> str:
+    """The knockout of an answers summary in words, layers from 1: ``cross_frame blocked in layers 1-4`` (an empty
+    summary: the default, cross-frame in the first half, the knockout of the accuracy analysis's Table 2)."""
+    layers = summary.get("layers") or list(range(num_layers // 2))
+    first, last = min(layers) + 1, max(layers) + 1
+    where = f"layer {first}" if first == last else f"layers {first}-{last}"
+    if sorted(layers) != list(range(first - 1, last)):
+        where = "layers " + ", ".join(str(x + 1) for x in sorted(layers))
+    return f"{summary.get('condition', 'cross_frame')} blocked in {where}"
 
 
 class OpenEndedEncoder:
@@ -108,13 +133,28 @@ class AnswersUnderKnockout(Analysis):
     def settable(cls) -> dict[str, Any]:
         return dict(generation_defaults()[cls.name])
 
+    @classmethod
+    def check(cls, settings: Mapping[str, Any], num_layers: int | None) -> None:
+        """Raise ValueError for settings that cannot run: unknown mode or condition, layers outside the model
+        (``first_half``, ``second_half``, ``FIRST-LAST`` or one layer, from 1), stop strings or limits
+        `generation_limits` refuses."""
+        s = settings_with_defaults(cls.name, settings)
+        if s["mode"] not in MODES:
+            raise ValueError(f"{cls.name}: unknown mode {s['mode']!r}; choose one of {', '.join(MODES)}")
+        try:
+            resolve_conditions([s["condition"]])
+            if num_layers is not None:
+                parse_user_layers(s["layers"], num_layers)
+        except ValueError as err:
+            raise ValueError(f"{cls.name}: {err}") from None
+        generation_limits(cls.name, s)
+
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
         self.settings = settings_with_defaults(self.name, setup.settings)
-        if self.settings["mode"] not in MODES:
-            raise ValueError(f"{self.name}: unknown mode {self.settings['mode']!r}; choose one of {', '.join(MODES)}")
+        self.check(self.settings, setup.num_layers)
         (self.condition,) = resolve_conditions([self.settings["condition"]])
-        self.window = parse_layer_range(self.settings["layers"], setup.num_layers)
+        self.window = parse_user_layers(self.settings["layers"], setup.num_layers)
         self.open_encoder = OpenEndedEncoder(setup)
 
     def parameters(self) -> dict[str, Any]:
@@ -172,7 +212,10 @@ class AnswersUnderKnockout(Analysis):
             return None
         n = len(results)
         choice = [r for _, r in results if r["mode"] == "mc"]
+        info = view.info.get(cls.name, {})
         summary: dict[str, Any] = {
+            "condition": info.get("condition", "cross_frame"),
+            "layers": list(info.get("layers", range(view.num_layers // 2))),  # 0-based
             "mode": ", ".join(sorted({r["mode"] for _, r in results})),
             "n": n,
             "changed": sum(r["differ"] for _, r in results),
@@ -216,15 +259,20 @@ class AnswersUnderKnockout(Analysis):
     @classmethod
     def report(cls, runs: Sequence[ReportInput]) -> Contribution:
         rows = []
+        knockouts = set()
         for run in runs:
             for task in run.tasks():
                 s = run.get(task, cls.name)
                 if s is None:
                     continue
+                knockout = knockout_text(s, run.num_layers)
+                knockouts.add(knockout)
                 acc = run.get(task, "accuracy")
                 drop = "" if acc is None else (f"{acc.drop_points:+.1f}" if acc.base > 0 else "n/a (none correct)")
                 if acc is None and "accuracy_base" not in s:
                     drop = "n/a (open-ended)"
+                elif knockout != knockout_text({}, run.num_layers):
+                    drop = f"n/a (the accuracy drop is of {knockout_text({}, run.num_layers)})"
                 share = f"{s['changed_share']:.0f}% ({s['changed']} of {s['n']})"
                 if "choice_changed" in s:
                     share += f"; option changed in {s['choice_changed']}"
@@ -240,8 +288,8 @@ class AnswersUnderKnockout(Analysis):
         if not rows:
             return Contribution()
         table = Table(
-            "Answers under knockout (the poster's Table 2 answer examples): without and with cross-frame "
-            "attention blocked in layers 1 to L/2",
+            "Answers under knockout (the poster's Table 2 answer examples): without and with "
+            + (knockouts.pop() if len(knockouts) == 1 else "the run's knockout (" + "; ".join(sorted(knockouts)) + ")"),
             HEADERS,
             rows,
             "Greedy generation (transformers generate, do_sample=False) with the knockout over the prompt and every "

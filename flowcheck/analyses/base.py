@@ -203,6 +203,11 @@ class Analysis:
         return {}
 
     @classmethod
+    def check(cls, settings: Mapping[str, Any], num_layers: int | None) -> None:
+        """Raise ValueError when `settings` (a user's, over the defaults) cannot run on a model of `num_layers`
+        layers (None: not known yet, layer ranges unchecked). Default: nothing to check."""
+
+    @classmethod
     def settable(cls) -> Mapping[str, Any] | None:
         """The settings a user may give this analysis per run (``--flow-setting NAME.KEY=VALUE``), each with its
         default (whose type the value must have); None (the default): none (its settings come from the registry
@@ -328,13 +333,14 @@ def analysis(name: str) -> type[Analysis]:
 
 
 def check_settings(
-    settings: Mapping[str, Mapping[str, Any]], running: Iterable[str] | None = None
+    settings: Mapping[str, Mapping[str, Any]], running: Iterable[str] | None = None, num_layers: int | None = None
 ) -> dict[str, dict[str, Any]]:
     """User settings ``{analysis: {key: value}}`` (option ``--flow-setting``) checked against each analysis's
     `Analysis.settable` defaults and returned with values of the defaults' types (a text value for a list setting
     becomes a one-item list; integral floats become ints). `running`: the names of the analyses the run computes
-    (`selected`). Raises ValueError naming the analysis, the key or the value at fault and what would be
-    accepted."""
+    (`selected`); `num_layers`: the model's depth, for the analyses' own checks (`Analysis.check`: values that
+    cannot run, such as an unknown mode or layers outside the model). Raises ValueError naming the analysis, the
+    key or the value at fault and what would be accepted."""
     known = analyses()
     running = set(running) if running is not None else {cls.name for cls in selected(None)}
     out: dict[str, dict[str, Any]] = {}
@@ -352,6 +358,7 @@ def check_settings(
             if key not in allowed:
                 raise ValueError(f"{name}: unknown setting {key!r}; known: {', '.join(sorted(allowed))}")
             out[name][key] = _as_type_of(allowed[key], value, f"{name}.{key}")
+        known[name].check(out[name], num_layers)
     return out
 
 
@@ -363,6 +370,8 @@ def _as_type_of(default: Any, value: Any, where: str) -> Any:
             value = int(value)
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
     elif isinstance(default, list):
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            raise ValueError(f'{where}: {value!r} is not a valid JSON list (e.g. [".", "\\n"])')
         value = [value] if isinstance(value, str) else value
         kinds = {type(v) for v in default} or {str, int}
         ok = isinstance(value, list) and all(type(v) in kinds for v in value)

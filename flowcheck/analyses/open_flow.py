@@ -15,13 +15,13 @@ group is every fed-back token before the last one (the authors also drop one mor
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from flowcheck.analyses.answers import MODES, OpenEndedEncoder, generation_defaults
+from flowcheck.analyses.answers import MODES, OpenEndedEncoder, generation_defaults, generation_limits
 from flowcheck.analyses.base import Analysis, ReportInput, Setup, TaskView, register
 from flowcheck.analyses.specs import SET1, Contribution, Figure, Panel, Series
 from flowcheck.edges import Condition, sweep_windows
@@ -102,6 +102,24 @@ class OpenEndedFlow(Analysis):
     def settable(cls) -> dict[str, Any]:
         return {k: v for k, v in generation_defaults()[cls.name].items() if k != "by_dataset"}
 
+    @classmethod
+    def check(cls, settings: Mapping[str, Any], num_layers: int | None) -> None:
+        """Raise ValueError for settings that cannot run: unknown prompt or anchor list, anchor orders below 1,
+        no or unreadable conditions, limits `generation_limits` refuses."""
+        s = {**cls.settable(), **settings}
+        if s["prompt"] not in MODES:
+            raise ValueError(f"{cls.name}: unknown prompt {s['prompt']!r}; choose one of {', '.join(MODES)}")
+        if not s["anchor_orders"] or any(int(k) < 1 for k in s["anchor_orders"]):
+            raise ValueError(f"{cls.name}: anchor_orders must be anchor numbers from 1, got {s['anchor_orders']}")
+        if not s["conditions"]:
+            raise ValueError(f'{cls.name}: no conditions to sweep; give at least one, e.g. {{"video->last": "..."}}')
+        try:
+            conditions_of(s["conditions"])
+            anchor_list(s["anchors"])
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"{cls.name}: {err}") from None
+        generation_limits(cls.name, s)
+
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
         defaults = self.settable()
@@ -110,10 +128,7 @@ class OpenEndedFlow(Analysis):
         if unknown:
             raise KeyError(f"{self.name}: unknown setting(s) {unknown}; known: {', '.join(sorted(defaults))}")
         self.settings = {**defaults, **{k: v for k, v in override.items() if not k.startswith("_")}, **setup.settings}
-        if self.settings["prompt"] not in MODES:
-            raise ValueError(
-                f"{self.name}: unknown prompt {self.settings['prompt']!r}; choose one of {', '.join(MODES)}"
-            )
+        self.check(self.settings, setup.num_layers)
         self.conditions = conditions_of(self.settings["conditions"])
         self.windows = sweep_windows(setup.num_layers, setup.plan.settings.get("sweep", {}).get("window"))
         self.orders = [int(k) for k in self.settings["anchor_orders"]]

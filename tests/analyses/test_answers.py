@@ -87,6 +87,17 @@ def test_summary_counts_and_picks_correct_to_wrong_first():
     (table,) = AnswersUnderKnockout.report([run]).tables
     assert len(table.rows) == 3 and table.rows[0][4].startswith("80% (4 of 5); option changed in 3")
     assert table.rows[1][2] == ""
+    assert table.title.endswith("without and with cross_frame blocked in layers 1-2")
+    # another knockout (--flow-setting): the title says which, and Table 2's accuracy drop is not shown beside it
+    other = {**s, "condition": "video->last", "layers": [2, 3]}
+    run = ReportInput("m", "d", 4, {"t": {"answers_under_knockout": other, "accuracy": _Accuracy()}}, ["t"])
+    (table,) = AnswersUnderKnockout.report([run]).tables
+    assert table.title.endswith("without and with video->last blocked in layers 3-4")
+    assert table.rows[0][3] == "n/a (the accuracy drop is of cross_frame blocked in layers 1-2)"
+
+
+class _Accuracy:
+    base, drop_points = 50.0, -10.0
 
 
 def test_settings_are_data_and_checked(bundled):
