@@ -288,7 +288,10 @@ class LogitLens(Analysis):
                 Figure(
                     cls.title,
                     f"fig4-logit-lens-{run.file_stem()}.png",
-                    f"Normalised top-1 keyword hits per layer bin; hits {lens.hits}.",
+                    "Bars: top-1 keyword hits per layer bin, each keyword's hits normalised over the bins and then "
+                    "averaged over the keywords of its list (the authors' normalisation: a keyword with 2 hits weighs "
+                    "as much as one with 2,000). Legend: the mean layer of all hits, each hit weighing the same (what "
+                    f"claim C3 compares); the two differ when a few rare keywords sit in one bin. Hits {lens.hits}.",
                     whose,
                     [LensPanel(whose, bins, lens.frequencies, mean_layers)],
                     kind="bars",
