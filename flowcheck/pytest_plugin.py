@@ -161,7 +161,7 @@ def _validate(session) -> None:
                 f"flowcheck: --flow-data {dataset}: no sample could be loaded from {report.root} "
                 f"({len(report.skipped)} skipped: {reasons})"
             )
-    from flowcheck.analyses.base import analyses
+    from flowcheck.analyses.base import analyses, check_settings, selected
     from flowcheck.claims import RegistryError
 
     known = analyses()
@@ -171,15 +171,12 @@ def _validate(session) -> None:
             f"flowcheck: --flow-analyses: unknown analysis {', '.join(map(repr, unknown))}; registered: "
             f"{', '.join(sorted(known))}"
         )
-    from flowcheck.analyses.base import check_settings, selected
-
     running = [cls.name for cls in selected(None)] + list(session.options.values.get("analyses") or [])
     for model in session.models:
-        try:
+        try:  # --flow-setting values against the analyses and each model's depth, before any test runs
             check_settings(session.options.values.get("setting") or {}, running, session.handle(model).num_layers)
         except ValueError as err:
             _usage_error(f"flowcheck: --flow-setting: {err}")
-    for model in session.models:
         try:  # a --flow-pathway route spec against each model's depth, before any test runs
             session.pruning_settings(model, session.handle(model).num_layers)
         except RegistryError as err:
